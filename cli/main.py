@@ -1,0 +1,67 @@
+"""The ``mepkit`` command: a thin front end over the library.
+
+Each subcommand lives in its own module of this package with two functions,
+``add_parser(subparsers)`` and ``run(args) -> int``. Modules import the heavy
+parts of mepkit (numba, h5py, pylsl) inside ``run`` so ``mepkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS = ("analyze", "info", "convert", "simulate", "record", "demo")
+
+
+class UserError(Exception):
+    """A mistake in the user's input: reported in one line, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mepkit",
+        description="Measure motor evoked potentials from EMG during TMS, live and in batch.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"mepkit_cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"mepkit_cli.{name}":
+                continue  # not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"mepkit {version('mepkit')}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="mepkit: %(levelname)s: %(message)s")
+    module = importlib.import_module(f"mepkit_cli.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"mepkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mepkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
