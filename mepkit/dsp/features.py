@@ -1,0 +1,100 @@
+"""Public wrapper around the per-trial feature kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mepkit.params import REJECT_REASONS, Params
+
+__all__ = ["measure_epochs", "reason_names", "FEATURES"]
+
+#: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
+FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
+
+_REASONS = np.array(("",) + REJECT_REASONS, dtype=object)
+_LP_CACHE: dict = {}
+
+
+def reason_names(codes: np.ndarray) -> np.ndarray:
+    """Map the kernel's reject codes to strings ('' for kept trials)."""
+    return _REASONS[np.asarray(codes, dtype=np.int64)]
+
+
+def _lowpass(sfreq_hz: float, cutoff_hz: float | None) -> tuple[np.ndarray, np.ndarray]:
+    key = (sfreq_hz, cutoff_hz)
+    if key not in _LP_CACHE:
+        from scipy import signal
+
+        from mepkit.dsp.filters import design_lowpass
+
+        sos = None if cutoff_hz is None else design_lowpass(sfreq_hz, cutoff_hz)
+        if sos is None:
+            _LP_CACHE[key] = (np.zeros((0, 6)), np.zeros((0, 2)))
+        else:
+            _LP_CACHE[key] = (np.ascontiguousarray(sos), np.ascontiguousarray(signal.sosfilt_zi(sos)))
+    return _LP_CACHE[key]
+
+
+def measure_epochs(
+    epochs_uv: np.ndarray,
+    sfreq_hz: float,
+    params: Params,
+    *,
+    t0_ms: np.ndarray | float,
+    first: np.ndarray | int = 0,
+    gap: np.ndarray | bool = False,
+    copy: bool = True,
+) -> dict[str, np.ndarray]:
+    """Measure every trial and channel of raw epochs.
+
+    Parameters
+    ----------
+    epochs_uv : array, shape (n_trials, n_channels, n_samples)
+        Raw EMG in µV. Modified in place when ``copy`` is False.
+    sfreq_hz : float
+        Sampling rate.
+    params : Params
+        Windows and criteria.
+    t0_ms : float or array, shape (n_trials,)
+        Time of sample 0 relative to the stimulus, per trial.
+    first : int or array, shape (n_trials,)
+        Index of the first sample present in each epoch (earlier ones are ignored).
+    gap : bool or array, shape (n_trials,)
+        Whether a timestamp gap falls inside the epoch.
+
+    Returns
+    -------
+    dict
+        ``FEATURES`` arrays (n_trials, n_channels) plus ``detected`` (bool) and
+        ``reject_code`` (int, see :func:`reason_names`).
+    """
+    from mepkit.dsp import _features
+
+    x = np.array(epochs_uv, dtype=np.float64, order="C", copy=True) if copy else epochs_uv
+    if x.ndim != 3:
+        raise ValueError(f"epochs must have shape (n_trials, n_channels, n_samples), got {x.shape}")
+    if not (x.dtype == np.float64 and x.flags.c_contiguous):
+        raise ValueError("epochs must be C-contiguous float64 when copy=False")
+    n_trials, n_channels, _ = x.shape
+    t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_trials,)))
+    first_a = np.ascontiguousarray(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_trials,)))
+    gap_a = np.ascontiguousarray(np.broadcast_to(np.asarray(gap, dtype=np.bool_), (n_trials,)))
+    lp_sos, lp_zi = _lowpass(float(sfreq_hz), params.lowpass_hz)
+    out = {name: np.empty((n_trials, n_channels)) for name in FEATURES}
+    detected = np.zeros((n_trials, n_channels), dtype=np.bool_)
+    reject = np.zeros((n_trials, n_channels), dtype=np.int64)
+    _features.measure_epochs(
+        x, t0, first_a, gap_a, 1000.0 / float(sfreq_hz),
+        params.response_window_ms[0], params.response_window_ms[1],
+        params.background_window_ms[0], params.background_window_ms[1],
+        params.artifact_window_ms[0], params.artifact_window_ms[1],
+        params.line_freq_hz if params.line_freq_hz is not None else 0.0,
+        params.line_harmonics, lp_sos, lp_zi,
+        params.detection_threshold_uv, params.background_limit_uv, params.onset_sd,
+        params.clip_run,
+        out["amplitude_uv"], out["latency_ms"], out["area_uv_ms"],
+        out["background_rms_uv"], out["peak_time_ms"], detected, reject,
+    )
+    out["detected"] = detected
+    out["reject_code"] = reject
+    return out

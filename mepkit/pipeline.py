@@ -1,0 +1,386 @@
+"""The measurement pipeline: chunks of raw EMG and trigger events in, trials out.
+
+Every source (live LSL, a recording replayed from disk, the virtual subject)
+feeds the same :class:`Pipeline`. Each trial is measured from the raw samples
+kept in a ring buffer once its response window is complete, so results do not
+depend on how the data were chunked, late markers are still measured, and the
+stimulus artifact cannot ring into the response through a running filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from mepkit.markers import StimInfo, parse_marker
+from mepkit.params import Params
+
+__all__ = ["Pipeline", "Trial"]
+
+logger = logging.getLogger("mepkit.pipeline")
+
+
+@dataclass
+class Trial:
+    """One stimulus and its measured responses, one value per EMG channel."""
+
+    index: int
+    stim_time_s: float
+    stim: StimInfo
+    channels: tuple[str, ...]
+    amplitude_uv: np.ndarray
+    latency_ms: np.ndarray
+    area_uv_ms: np.ndarray
+    background_rms_uv: np.ndarray
+    peak_time_ms: np.ndarray
+    detected: np.ndarray
+    reject_reason: tuple[str, ...]
+    #: Timestamp (EMG clock) of the last sample the measurement needed.
+    last_sample_s: float = math.nan
+    #: Time (EMG clock) at which the measurement became available (live sources).
+    available_s: float = math.nan
+
+    @property
+    def rejected(self) -> np.ndarray:
+        return np.array([bool(r) for r in self.reject_reason])
+
+    def rows(self, file: str = "") -> list[dict[str, Any]]:
+        """One dict per channel with the trial-table columns."""
+        s = self.stim
+        out = []
+        for c, name in enumerate(self.channels):
+            out.append({
+                "file": file, "trial": self.index, "channel": name,
+                "stim_time_s": self.stim_time_s, "label": s.label,
+                "intensity_pct_mso": s.intensity_pct_mso, "x_mm": s.x_mm, "y_mm": s.y_mm,
+                "site": s.site, "hemisphere": s.hemisphere, "condition": s.condition,
+                "amplitude_uv": float(self.amplitude_uv[c]),
+                "latency_ms": float(self.latency_ms[c]),
+                "area_uv_ms": float(self.area_uv_ms[c]),
+                "background_rms_uv": float(self.background_rms_uv[c]),
+                "peak_time_ms": float(self.peak_time_ms[c]),
+                "detected": bool(self.detected[c]),
+                "rejected": bool(self.reject_reason[c]),
+                "reject_reason": self.reject_reason[c],
+                "last_sample_s": self.last_sample_s,
+                "available_s": self.available_s,
+            })
+        return out
+
+
+@dataclass(order=True)
+class _Pending:
+    time_s: float
+    index: int
+    stim: StimInfo = field(compare=False)
+
+
+class Pipeline:
+    """Measure MEPs from a stream of raw EMG chunks and trigger events.
+
+    Parameters
+    ----------
+    params : Params, optional
+        Measurement parameters (defaults documented in ``docs/methods.md``).
+    sfreq_hz : float
+        Nominal sampling rate of the EMG stream.
+    channel_labels : sequence of str
+        Labels of every channel of the incoming chunks.
+    scale_to_uv : float or sequence of float, optional
+        Factor per channel that turns incoming values into µV (default 1).
+    trigger_channel : str or int, optional
+        A TTL channel in the stream: rising edges are pulses, and it is not measured.
+    artifact_triggers : bool
+        Detect pulses from the stimulus artifact on the EMG channels.
+    marker_filter : str, optional
+        Regular expression: only markers it matches (``re.search``) are pulses.
+    buffer_s : float
+        Raw history kept; a marker may arrive this late (minus the epoch length).
+    monitor : bool
+        Run the continuous display/background filter and keep ``monitor_rms_uv``.
+    """
+
+    def __init__(
+        self,
+        params: Params | None = None,
+        *,
+        sfreq_hz: float,
+        channel_labels: Sequence[str],
+        scale_to_uv: float | Sequence[float] | None = None,
+        trigger_channel: str | int | None = None,
+        artifact_triggers: bool = False,
+        marker_filter: str | None = None,
+        buffer_s: float = 4.0,
+        monitor: bool = False,
+    ) -> None:
+        self.params = params if params is not None else Params()
+        self.sfreq_hz = float(sfreq_hz)
+        if not (math.isfinite(self.sfreq_hz) and self.sfreq_hz > 0):
+            raise ValueError(f"sfreq_hz must be a positive number (a regular stream), got {sfreq_hz!r}")
+        labels = [str(c) for c in channel_labels]
+        n_all = len(labels)
+        if n_all == 0:
+            raise ValueError("the stream has no channels")
+        self._trig_idx: int | None = None
+        if trigger_channel is not None:
+            if isinstance(trigger_channel, (int, np.integer)):
+                if not 0 <= int(trigger_channel) < n_all:
+                    raise ValueError(f"trigger channel index {trigger_channel} out of range 0..{n_all - 1}")
+                self._trig_idx = int(trigger_channel)
+            elif trigger_channel in labels:
+                self._trig_idx = labels.index(trigger_channel)
+            else:
+                raise ValueError(
+                    f"trigger channel {trigger_channel!r} not found; channels are {labels}")
+        self._emg_idx = np.array([i for i in range(n_all) if i != self._trig_idx], dtype=np.int64)
+        if self._emg_idx.size == 0:
+            raise ValueError("no EMG channel left besides the trigger channel")
+        self.channels = tuple(labels[i] for i in self._emg_idx)
+        self.n_stream_channels = n_all
+        scale = np.ones(n_all) if scale_to_uv is None else np.broadcast_to(
+            np.asarray(scale_to_uv, dtype=np.float64), (n_all,)).copy()
+        self._scale = scale[self._emg_idx]
+        self._unit_scale_is_one = bool(np.all(self._scale == 1.0))
+        self.artifact_triggers = bool(artifact_triggers)
+        self._marker_re = re.compile(marker_filter) if marker_filter else None
+
+        self.dt_ms = 1000.0 / self.sfreq_hz
+        p = self.params
+        self._pre_n = int(math.ceil(p.pre_ms / self.dt_ms)) + 1
+        self._post_n = int(math.ceil(p.post_ms / self.dt_ms)) + 2
+        self._gap_s = (self.dt_ms + p.gap_tolerance_ms) / 1000.0
+        need = self._pre_n + self._post_n
+        self.capacity = max(int(math.ceil(buffer_s * self.sfreq_hz)), 4 * need)
+        n_ch = len(self.channels)
+        self._buf = np.zeros((2 * self.capacity, n_ch))
+        self._ts = np.zeros(2 * self.capacity)
+        self._pos = 0
+        self.n_samples = 0
+        self.last_time_s = -math.inf
+        self._pending: list[_Pending] = []
+        self._overflow: list[Trial] = []
+        self._next_index = 0
+        self.n_ignored_markers = 0
+        self.n_late_triggers = 0
+        self.n_gaps = 0
+        self._prev_last_ts: float | None = None
+        refractory = int(round(p.refractory_ms / self.dt_ms))
+        self._refractory = float(refractory)
+        self._ttl_state = np.array([-1.0, 0.0])
+        self._art_state = np.array([0.0])
+        self._art_prev = np.full(n_ch, np.nan)
+        self._edges = np.empty(64, dtype=np.int64)
+        self.monitor_rms_uv = np.full(n_ch, np.nan)
+        self._monitor = None
+        if monitor:
+            from mepkit.dsp.filters import StreamingFilter, design_monitor_filter
+
+            self._monitor = StreamingFilter(design_monitor_filter(self.sfreq_hz, p), n_ch)
+        from mepkit.dsp import _triggers
+
+        self._k = _triggers
+
+    # ------------------------------------------------------------------ triggers
+    def add_trigger(self, time_s: float, marker: Any = None) -> int:
+        """Register a pulse at ``time_s`` (EMG clock). Returns the trial index.
+
+        ``marker`` is a marker string, a dict of metadata, or a :class:`StimInfo`.
+        """
+        if isinstance(marker, StimInfo):
+            stim = marker
+        elif isinstance(marker, dict):
+            import json
+
+            stim = parse_marker(json.dumps(marker))
+        else:
+            stim = parse_marker(marker)
+        for problem in stim.problems:
+            logger.warning("marker at %.4f s: %s", time_s, problem)
+        index = self._next_index
+        self._next_index += 1
+        self._pending.append(_Pending(float(time_s), index, stim))
+        self._pending.sort()
+        return index
+
+    def add_markers(self, times_s: Iterable[float], values: Iterable[Any]) -> list[int]:
+        """Register markers; those the ``marker_filter`` rejects are ignored."""
+        out = []
+        for t, v in zip(times_s, values):
+            text = v[0] if isinstance(v, (list, tuple)) and len(v) else v
+            if self._marker_re is not None and not self._marker_re.search(str(text)):
+                self.n_ignored_markers += 1
+                continue
+            out.append(self.add_trigger(t, text))
+        return out
+
+    # ------------------------------------------------------------------ data
+    def push(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Trial]:
+        """Append a chunk (n_samples, n_channels) with its timestamps; return completed trials."""
+        x = np.asarray(samples)
+        ts = np.ascontiguousarray(timestamps, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_stream_channels:
+            raise ValueError(
+                f"chunk must have shape (n, {self.n_stream_channels}), got {np.shape(samples)}")
+        if ts.shape != (x.shape[0],):
+            raise ValueError(f"timestamps must have shape ({x.shape[0]},), got {ts.shape}")
+        n = x.shape[0]
+        if n == 0:
+            return self._complete()
+        if self._trig_idx is not None:
+            self._detect_ttl(np.ascontiguousarray(x[:, self._trig_idx], dtype=np.float64), ts)
+            emg = x[:, self._emg_idx]
+        else:
+            emg = x
+        emg = np.ascontiguousarray(emg, dtype=np.float64)
+        if not self._unit_scale_is_one:
+            emg = emg * self._scale
+        if self.artifact_triggers:
+            self._detect_artifacts(emg, ts)
+        if self._monitor is not None:
+            self._update_monitor(emg)
+        # write in pieces no longer than the ring so nothing is overwritten unread
+        start = 0
+        while start < n:
+            stop = min(n, start + self.capacity // 2)
+            self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
+                                           emg[start:stop], ts[start:stop])
+            self.n_samples += stop - start
+            self.last_time_s = float(ts[stop - 1])
+            start = stop
+            if start < n:
+                trials = self._complete()
+                if trials:
+                    self._overflow.extend(trials)
+        out = self._overflow + self._complete() if self._overflow else self._complete()
+        self._overflow = []
+        return out
+
+    def finish(self) -> list[Trial]:
+        """End of data: trials still waiting are returned as invalid (window incomplete)."""
+        out = []
+        for pend in self._pending:
+            logger.warning("trial %d at %.4f s: the recording ends before its response window "
+                           "is complete; marked invalid", pend.index, pend.time_s)
+            out.append(self._invalid_trial(pend))
+        self._pending = []
+        return out
+
+    @property
+    def n_pending(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ internals
+    def _detect_ttl(self, trig: np.ndarray, ts: np.ndarray) -> None:
+        n = self._k.ttl_rising_edges(trig, self.params.ttl_threshold, self._refractory,
+                                     self._ttl_state, self._edges)
+        if n == self._edges.shape[0]:  # pathological: very many edges in one chunk
+            logger.warning("more than %d TTL edges in one chunk; extra edges ignored", n)
+        for i in self._edges[:n]:
+            self.add_trigger(float(ts[i]), StimInfo(label="TTL"))
+
+    def _detect_artifacts(self, emg: np.ndarray, ts: np.ndarray) -> None:
+        n = self._k.artifact_onsets(emg, self.params.artifact_step_uv, self._refractory,
+                                    self._art_state, self._art_prev, self._edges)
+        half = 0.5 / self.sfreq_hz
+        for i in self._edges[:n]:
+            self.add_trigger(float(ts[i]) - half, StimInfo(label="artifact"))
+
+    def _update_monitor(self, emg: np.ndarray) -> None:
+        y = self._monitor.process(emg)
+        tail = y[-min(len(y), max(1, int(0.2 * self.sfreq_hz))):]
+        ms = np.mean(tail * tail, axis=0)
+        prev = self.monitor_rms_uv
+        alpha = min(1.0, len(y) / (0.2 * self.sfreq_hz))
+        self.monitor_rms_uv = np.sqrt(ms) if np.all(np.isnan(prev)) else np.sqrt(
+            (1 - alpha) * prev * prev + alpha * ms)
+
+    def _view(self) -> tuple[np.ndarray, np.ndarray, int]:
+        held = min(self.n_samples, self.capacity)
+        lo = self._pos + self.capacity - held
+        hi = self._pos + self.capacity
+        return self._buf[lo:hi], self._ts[lo:hi], held
+
+    def _invalid_trial(self, pend: _Pending) -> Trial:
+        n_ch = len(self.channels)
+        nan = np.full(n_ch, np.nan)
+        return Trial(pend.index, pend.time_s, pend.stim, self.channels, nan.copy(), nan.copy(),
+                     nan.copy(), nan.copy(), nan.copy(), np.zeros(n_ch, dtype=bool),
+                     ("invalid",) * n_ch)
+
+    def _complete(self) -> list[Trial]:
+        if not self._pending or self.n_samples == 0:
+            return []
+        data, ts, held = self._view()
+        dropped = self.n_samples > held  # older samples have left the buffer
+        ready: list[tuple[_Pending, int]] = []
+        invalid: list[_Pending] = []
+        keep: list[_Pending] = []
+        for pend in self._pending:
+            s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
+            if s0 == 0 and dropped and pend.time_s < ts[0]:
+                self.n_late_triggers += 1
+                logger.warning("trial %d at %.4f s: marker arrived after its data left the "
+                               "%.1f s buffer; marked invalid", pend.index, pend.time_s,
+                               self.capacity / self.sfreq_hz)
+                invalid.append(pend)
+                continue
+            if s0 + self._post_n > held:
+                keep.append(pend)
+                continue
+            ready.append((pend, s0))
+        self._pending = keep
+        out = [self._invalid_trial(p) for p in invalid]
+        if ready:
+            out.extend(self._measure(ready, data, ts))
+        out.sort(key=lambda t: (t.stim_time_s, t.index))
+        return out
+
+    def _measure(self, ready, data, ts) -> list[Trial]:
+        from mepkit.dsp.features import measure_epochs, reason_names
+
+        n_tr = len(ready)
+        n_ch = len(self.channels)
+        length = self._pre_n + self._post_n
+        epochs = np.zeros((n_tr, n_ch, length))
+        t0 = np.empty(n_tr)
+        first = np.zeros(n_tr, dtype=np.int64)
+        gap = np.zeros(n_tr, dtype=bool)
+        last_ts = np.empty(n_tr)
+        for k, (pend, s0) in enumerate(ready):
+            a = s0 - self._pre_n
+            b = s0 + self._post_n
+            f = max(0, -a)
+            a = max(a, 0)
+            epochs[k, :, f:] = data[a:b].T
+            first[k] = f
+            seg = ts[a:b]
+            t_s0 = ts[s0]
+            t0[k] = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
+            d = np.diff(seg)
+            gapped = bool(np.any(d > self._gap_s) or np.any(d <= 0.0))
+            # the stimulus itself in a gap: no sample near it
+            if t_s0 - pend.time_s > self._gap_s:
+                gapped = True
+            if gapped:
+                self.n_gaps += 1
+                logger.warning("trial %d at %.4f s: timestamp gap in its epoch; rejected (gap)",
+                               pend.index, pend.time_s)
+            gap[k] = gapped
+            last_ts[k] = seg[-1]
+        res = measure_epochs(epochs, self.sfreq_hz, self.params, t0_ms=t0, first=first, gap=gap,
+                             copy=False)
+        reasons = reason_names(res["reject_code"])
+        trials = []
+        for k, (pend, _) in enumerate(ready):
+            trials.append(Trial(
+                pend.index, pend.time_s, pend.stim, self.channels,
+                res["amplitude_uv"][k], res["latency_ms"][k], res["area_uv_ms"][k],
+                res["background_rms_uv"][k], res["peak_time_ms"][k], res["detected"][k],
+                tuple(str(r) for r in reasons[k]), last_sample_s=float(last_ts[k]),
+            ))
+        return trials
