@@ -1,0 +1,102 @@
+"""Names, versions and column kinds of the HDF5 session record (see docs/record-format.md).
+
+Shared by the writer and the reader; no h5py import here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mepkit.errors import MepkitError
+from mepkit.params import TRIAL_COLUMNS
+
+#: Version of the record layout written by this mepkit. Readers refuse newer versions.
+FORMAT_VERSION = 1
+#: Value of the root attribute ``mepkit_format``: marks an HDF5 file as a mepkit record.
+FORMAT_NAME = "mepkit-record"
+
+#: Column kinds of an appendable table and how each is stored.
+#: ``float64``/``int64``/``bool`` are 1-D datasets; ``text`` is a group holding a
+#: ``utf8`` byte dataset and an ``end`` offset dataset (variable-length strings are not
+#: safe under HDF5 SWMR: readers hit "address of object past end of allocation").
+KINDS = ("float64", "int64", "bool", "text")
+
+#: Storage kind of each trial-table column.
+TRIAL_COLUMN_KINDS: dict[str, str] = {
+    "file": "text",
+    "trial": "int64",
+    "channel": "text",
+    "stim_time_s": "float64",
+    "label": "text",
+    "intensity_pct_mso": "float64",
+    "x_mm": "float64",
+    "y_mm": "float64",
+    "site": "text",
+    "hemisphere": "text",
+    "condition": "text",
+    "amplitude_uv": "float64",
+    "latency_ms": "float64",
+    "area_uv_ms": "float64",
+    "background_rms_uv": "float64",
+    "peak_time_ms": "float64",
+    "detected": "bool",
+    "rejected": "bool",
+    "reject_reason": "text",
+}
+assert tuple(TRIAL_COLUMN_KINDS) == TRIAL_COLUMNS
+
+#: The small appendable tables other than /trials: path -> ((column, kind), ...).
+FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "markers": (("time_s", "float64"), ("value", "text")),
+    "protocol/steps": (("time_s", "float64"), ("json", "text")),
+    "protocol/results": (("time_s", "float64"), ("name", "text"), ("json", "text")),
+    "events": (("time_s", "float64"), ("kind", "text"), ("detail", "text")),
+}
+
+#: Stored unit of EMG data, and the factor from each accepted source unit to it.
+STORED_UNIT = "µV"
+_TO_UV = {
+    "v": 1e6, "volt": 1e6, "volts": 1e6,
+    "mv": 1e3, "millivolt": 1e3, "millivolts": 1e3,
+    "uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts": 1.0,
+}
+
+#: Fill values used when an appended batch lacks a declared column.
+FILL = {"float64": math.nan, "int64": -1, "bool": False, "text": ""}
+
+
+def normalize_kind(kind: Any, column: str) -> str:
+    """Map a kind given as a name or a Python type to one of `KINDS`."""
+    aliases = {float: "float64", "float": "float64", "f8": "float64",
+               int: "int64", "int": "int64", "i8": "int64",
+               bool: "bool", "bool_": "bool",
+               str: "text", "str": "text", "string": "text"}
+    try:
+        out = aliases.get(kind, kind)
+    except TypeError:  # unhashable
+        out = kind
+    if out not in KINDS:
+        raise ValueError(f"column {column!r}: kind must be one of {KINDS} (or float, int, bool, "
+                         f"str), got {kind!r}")
+    return out
+
+
+def unit_scale(unit: str) -> tuple[float, str]:
+    """Return (factor to stored unit, stored unit) for a source channel unit.
+
+    Voltages (V, mV, µV) become µV; any other unit (e.g. a trigger channel's "" or
+    "a.u.") is stored unchanged with factor 1.
+    """
+    key = str(unit).strip().lower().replace(" ", "")
+    if key in _TO_UV:
+        return _TO_UV[key], STORED_UNIT
+    return 1.0, str(unit)
+
+
+class RecordExistsError(MepkitError, FileExistsError):
+    """The record file exists and ``overwrite=True`` was not given."""
+
+
+class RecordNotFoundError(MepkitError, FileNotFoundError):
+    """The record file does not exist."""
