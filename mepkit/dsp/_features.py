@@ -280,7 +280,7 @@ def measure_epochs(
                         break
                 if cross >= 0:
                     sign = 1.0 if x[cross] > 0 else -1.0
-                    level = noise
+                    level = 0.5 * noise
                     stop = max(a1, f0)
                     j = cross
                     while j > stop and sign * x[j - 1] > level:
