@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mepkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from mepkit.errors import MepkitError
+
+        if not isinstance(exc, MepkitError):
+            raise
+        print(f"mepkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"mepkit {args.command}: interrupted", file=sys.stderr)
         return 130

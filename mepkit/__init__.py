@@ -1,0 +1,42 @@
+"""mepkit: motor evoked potentials from EMG during TMS, live and in batch.
+
+Heavy parts (numba kernels, h5py, pylsl, pandas) load on first use, so
+``import mepkit`` and ``mepkit --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mepkit.params import TRIAL_COLUMNS, Params
+
+__all__ = [
+    "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
+    "analyze_file", "read_xdf", "open_record", "__version__",
+]
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("mepkit")
+except Exception:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+_LAZY = {
+    "Pipeline": "mepkit.pipeline",
+    "Trial": "mepkit.pipeline",
+    "analyze_epochs": "mepkit.analyze",
+    "analyze_recording": "mepkit.analyze",
+    "analyze_file": "mepkit.batch",
+    "read_xdf": "mepkit.sources.xdf",
+    "open_record": "mepkit.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mepkit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -47,11 +47,11 @@ class Recording:
 
 
 def channel_scales(labels: list[str], units: list[str], *, unit_override: str | None = None,
-                   source: str = "") -> tuple[np.ndarray, list[str]]:
+                   source: str = "", skip: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Per-channel factors to µV from unit strings; returns (scales, warnings).
 
     A missing unit is taken as µV with a warning; an unknown unit is an error
-    that suggests ``--unit``.
+    that suggests ``--unit``. The channel named ``skip`` (a TTL trigger) is not checked.
     """
     notes: list[str] = []
     if unit_override is not None:
@@ -62,6 +62,8 @@ def channel_scales(labels: list[str], units: list[str], *, unit_override: str | 
     scales = np.ones(len(labels))
     missing = []
     for i, (label, unit) in enumerate(zip(labels, units)):
+        if label == skip:
+            continue
         if not unit:
             missing.append(label)
             continue

@@ -73,9 +73,9 @@ def test_noisy_trials_measure_what_was_recorded(amp, latency_tol_ms):
         assert r["amplitude_uv"] == pytest.approx(as_recorded, rel=0.04)
         assert r["background_rms_uv"] < 6.0  # mains and drift are removed
         lat.append(r["latency_ms"])
-    # onsets rise smoothly from zero, so small MEPs are found slightly late, never early
+    # onsets rise smoothly from zero, so small MEPs are found up to ~1 ms late; noise can move them a few samples early
     err = np.array(lat) - 22.0
-    assert np.all(err > -0.3) and np.all(err <= latency_tol_ms)
+    assert np.all(err >= -0.5) and np.all(err <= latency_tol_ms)
 
 
 def test_60hz_mains_is_removed_when_told():
