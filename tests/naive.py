@@ -98,12 +98,14 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
         noise = bg if bg == bg else 0.0
         thr = max(p.onset_sd * noise, 0.1 * p.detection_threshold_uv)
         thr = min(thr, 0.5 * abs(x[pk]))
-        above = np.nonzero(np.abs(x[r0:pk + 1]) >= thr)[0]
+        l0 = max(a1, first, r0 - int(round(5.0 / dt)))
+        lb = x[l0:r0].mean() if r0 > l0 else 0.0
+        above = np.nonzero(np.abs(x[r0:pk + 1] - lb) >= thr)[0]
         if above.size:
             c = r0 + above[0]
-            sign = 1.0 if x[c] > 0 else -1.0
+            sign = 1.0 if x[c] > lb else -1.0
             j = c
-            while j > max(a1, first) and sign * x[j - 1] > 0.5 * noise:
+            while j > max(a1, first) and sign * (x[j - 1] - lb) > noise:
                 j -= 1
             out["latency_ms"] = t0 + j * dt
     if nb == 0:

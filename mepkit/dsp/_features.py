@@ -273,17 +273,25 @@ def measure_epochs(
                     thr = floor_thr
                 if thr > 0.5 * peak_abs:
                     thr = 0.5 * peak_abs
+                # local level just before the response window absorbs the few µV
+                # left by extrapolating the drift fit across the stimulus
+                l0 = max(a1, f0, r0 - int(round(5.0 / dt_ms)))
+                lb = 0.0
+                if r0 > l0:
+                    for i in range(l0, r0):
+                        lb += x[i]
+                    lb /= r0 - l0
                 cross = -1
                 for i in range(r0, peak_i + 1):
-                    if abs(x[i]) >= thr:
+                    if abs(x[i] - lb) >= thr:
                         cross = i
                         break
                 if cross >= 0:
-                    sign = 1.0 if x[cross] > 0 else -1.0
-                    level = 0.5 * noise
+                    sign = 1.0 if x[cross] > lb else -1.0
+                    level = 1.0 * noise
                     stop = max(a1, f0)
                     j = cross
-                    while j > stop and sign * x[j - 1] > level:
+                    while j > stop and sign * (x[j - 1] - lb) > level:
                         j -= 1
                     lat = t0 + j * dt_ms
             latency_ms[tr, ch] = lat

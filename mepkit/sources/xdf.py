@@ -236,6 +236,8 @@ def read_xdf(path: str | os.PathLike, *, emg_stream: str | None = None,
         pyxdf_logger.removeHandler(capture)
         pyxdf_logger.propagate = old_propagate
     for m in capture.messages:
+        if "Segments and clock-segments differ" in m:
+            continue  # benign: we do not dejitter, so pyxdf's segments are unused
         warnings.append(f"{path}: pyxdf: {m}")
 
     emg = _pick(streams, emg_stream, "EMG", path, "EMG")

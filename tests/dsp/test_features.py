@@ -60,7 +60,7 @@ def test_amplitude_unbiased_by_line_noise_drift_artifact_and_filters(amp):
         assert abs(r["latency_ms"] - 22.0) < 0.5
 
 
-@pytest.mark.parametrize(("amp", "latency_tol_ms"), [(100.0, 1.2), (1000.0, 0.5)])
+@pytest.mark.parametrize(("amp", "latency_tol_ms"), [(100.0, 1.3), (1000.0, 0.5)])
 def test_noisy_trials_measure_what_was_recorded(amp, latency_tol_ms):
     """With EMG noise, the result equals the p2p of MEP+noise as recorded (no mains/drift)."""
     lat = []

@@ -1,0 +1,68 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_param_options(p: argparse.ArgumentParser) -> None:
+    """Options for the main measurement parameters (defaults: docs/methods.md)."""
+    g = p.add_argument_group("measurement (defaults and sources: docs/methods.md)")
+    g.add_argument("--params", metavar="JSON", help="a JSON file of parameters (as stored in records)")
+    g.add_argument("--response-window", nargs=2, type=float, metavar=("START_MS", "STOP_MS"))
+    g.add_argument("--background-window", nargs=2, type=float, metavar=("START_MS", "STOP_MS"))
+    g.add_argument("--artifact-window", nargs=2, type=float, metavar=("START_MS", "STOP_MS"))
+    g.add_argument("--detection-threshold", type=float, metavar="UV",
+                   help="peak-to-peak amplitude that counts as an MEP (default 50 uV)")
+    g.add_argument("--background-limit", type=float, metavar="UV",
+                   help="reject trials whose pre-stimulus RMS exceeds this (default 20 uV)")
+    g.add_argument("--line-freq", type=float, metavar="HZ",
+                   help="mains frequency, 50 or 60 (0 disables mains removal)")
+    g.add_argument("--lowpass", type=float, metavar="HZ", help="epoch low-pass (0 disables)")
+
+
+def params_from_args(args: argparse.Namespace):
+    """Build Params from ``--params`` plus the single-field options."""
+    import json
+
+    from mepkit.params import Params
+    from mepkit_cli.main import UserError
+
+    base = Params()
+    if getattr(args, "params", None):
+        try:
+            with open(args.params, encoding="utf-8") as f:
+                base = Params.from_dict(json.load(f))
+        except OSError as exc:
+            raise UserError(f"{args.params}: {exc.strerror}") from None
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{args.params}: bad parameters: {exc}") from None
+    changes = {}
+    for opt, field in (("response_window", "response_window_ms"),
+                       ("background_window", "background_window_ms"),
+                       ("artifact_window", "artifact_window_ms"),
+                       ("detection_threshold", "detection_threshold_uv"),
+                       ("background_limit", "background_limit_uv")):
+        value = getattr(args, opt, None)
+        if value is not None:
+            changes[field] = value
+    if getattr(args, "line_freq", None) is not None:
+        changes["line_freq_hz"] = args.line_freq or None
+    if getattr(args, "lowpass", None) is not None:
+        changes["lowpass_hz"] = args.lowpass or None
+    try:
+        return base.replace(**changes) if changes else base
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def add_trigger_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pulses")
+    g.add_argument("--trigger-channel", metavar="LABEL",
+                   help="a TTL channel in the EMG stream: rising edges are pulses")
+    g.add_argument("--artifact-triggers", action="store_true",
+                   help="find pulses from the stimulus artifact")
+    g.add_argument("--marker-filter", metavar="REGEX",
+                   help="only markers matching REGEX are pulses")
+    g.add_argument("--unit", metavar="UNIT", help="unit of the EMG samples (V, mV, uV): "
+                   "overrides the stream metadata")

@@ -1,0 +1,182 @@
+"""Batch measurement: recordings and already-epoched data to trial tables."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from mepkit.params import TRIAL_COLUMNS, Params
+from mepkit.pipeline import Pipeline, Trial
+
+__all__ = ["analyze_epochs", "analyze_recording", "trials_to_frame", "make_params"]
+
+logger = logging.getLogger("mepkit.analyze")
+
+#: Columns written besides TRIAL_COLUMNS when present (live timing).
+EXTRA_COLUMNS = ("last_sample_s", "available_s")
+
+
+def make_params(params: Params | None = None, **overrides: Any) -> Params:
+    """``params`` (or the defaults) with keyword overrides applied and validated."""
+    base = params if params is not None else Params()
+    return base.replace(**overrides) if overrides else base
+
+
+def trials_to_frame(trials: Iterable[Trial], file: str = "", *, extra: bool = False):
+    """A pandas DataFrame, one row per trial and channel, in ``TRIAL_COLUMNS`` order."""
+    import pandas as pd
+
+    rows = [row for tr in sorted(trials, key=lambda t: t.index) for row in tr.rows(file)]
+    cols = list(TRIAL_COLUMNS) + (list(EXTRA_COLUMNS) if extra else [])
+    frame = pd.DataFrame(rows, columns=cols) if rows else _empty_frame(cols)
+    return frame
+
+
+def _empty_frame(cols):
+    import pandas as pd
+
+    dtypes = {c: "float64" for c in cols}
+    for c in ("file", "channel", "label", "site", "hemisphere", "condition", "reject_reason"):
+        dtypes[c] = "object"
+    dtypes["trial"] = "int64"
+    dtypes["detected"] = dtypes["rejected"] = "bool"
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in cols})
+
+
+def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
+                      artifact_triggers: bool = False, marker_filter: str | None = None,
+                      unit: str | None = None, file: str | None = None, chunk_s: float = 1.0):
+    """Replay a :class:`~mepkit.sources.xdf.Recording` through the Pipeline.
+
+    Returns a DataFrame with one row per trial and EMG channel.
+    """
+    from mepkit.sources.xdf import channel_scales
+
+    params = params if params is not None else Params()
+    name = recording.path if file is None else file
+    labels = list(recording.channel_labels)
+    if trigger_channel is not None and trigger_channel not in labels:
+        from mepkit.errors import StreamNotFoundError
+
+        raise StreamNotFoundError(
+            f"{recording.path}: trigger channel {trigger_channel!r} not found; channels are "
+            f"{', '.join(labels)}")
+    scales, notes = channel_scales(labels, list(recording.units), unit_override=unit,
+                                   source=recording.path, skip=trigger_channel)
+    for note in list(recording.warnings) + notes:
+        logger.warning("%s", note)
+    pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
+                    scale_to_uv=scales, trigger_channel=trigger_channel,
+                    artifact_triggers=artifact_triggers, marker_filter=marker_filter,
+                    buffer_s=max(4.0, 2 * chunk_s))
+    if trigger_channel is None and not artifact_triggers:
+        pipe.add_markers(recording.marker_times, recording.marker_values)
+    data, ts = recording.data, recording.timestamps
+    step = max(1, int(round(chunk_s * recording.sfreq_hz)))
+    trials: list[Trial] = []
+    for start in range(0, len(ts), step):
+        trials.extend(pipe.push(data[start:start + step], ts[start:start + step]))
+    trials.extend(pipe.finish())
+    return trials_to_frame(trials, name)
+
+
+def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
+                   channels: Sequence[str] | None = None, *, params: Params | None = None,
+                   stim: Sequence[Any] | None = None, file: str = "", **overrides: Any):
+    """Measure already-epoched data (pulse at time 0).
+
+    Parameters
+    ----------
+    data : array, shape (n_trials, n_channels, n_samples)
+        Epochs in µV.
+    sfreq : float
+        Sampling rate in Hz.
+    tmin : float
+        Time of the first sample relative to the pulse, in seconds (e.g. -0.05).
+    channels : sequence of str, optional
+        Channel names (default ``ch1``, ``ch2``, ...).
+    params : Params, optional
+        Base parameters; keyword arguments override single fields
+        (e.g. ``detection_threshold_uv=100``).
+    stim : sequence, optional
+        Per-trial marker (string, dict or StimInfo) for the metadata columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per trial and channel, with the columns of ``mepkit analyze``.
+
+    Notes
+    -----
+    Windows that do not fit in the epochs (exports often keep only 50 ms before
+    the pulse) are shortened with a warning rather than failing.
+    """
+    from mepkit.dsp.features import measure_epochs, reason_names
+    from mepkit.markers import StimInfo, parse_marker
+
+    p = make_params(params, **overrides)
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3:
+        raise ValueError(f"data must have shape (n_trials, n_channels, n_samples), got {np.shape(data)}")
+    n_tr, n_ch, n_s = x.shape
+    sfreq = float(sfreq)
+    if not (math.isfinite(sfreq) and sfreq > 0):
+        raise ValueError(f"sfreq must be a positive number, got {sfreq!r}")
+    names = [f"ch{i + 1}" for i in range(n_ch)] if channels is None else [str(c) for c in channels]
+    if len(names) != n_ch:
+        raise ValueError(f"{len(names)} channel names for {n_ch} channels")
+    tmin_ms = float(tmin) * 1000.0
+    tmax_ms = tmin_ms + (n_s - 1) * 1000.0 / sfreq
+    for name, (lo, hi) in (("background_window_ms", p.background_window_ms),
+                           ("response_window_ms", p.response_window_ms),
+                           ("artifact_window_ms", p.artifact_window_ms)):
+        if lo < tmin_ms or hi > tmax_ms:
+            new = (max(lo, tmin_ms), min(hi, tmax_ms))
+            if new[0] >= new[1]:
+                raise ValueError(f"{name} {lo:g}..{hi:g} ms lies outside the epochs "
+                                 f"({tmin_ms:g}..{tmax_ms:g} ms)")
+            warnings.warn(f"{name} {lo:g}..{hi:g} ms does not fit the epochs "
+                          f"({tmin_ms:g}..{tmax_ms:g} ms); shortened to {new[0]:g}..{new[1]:g} ms",
+                          stacklevel=2)
+    res = measure_epochs(x, sfreq, p, t0_ms=tmin_ms)
+    reasons = reason_names(res["reject_code"])
+    if stim is None:
+        infos = [StimInfo() for _ in range(n_tr)]
+    else:
+        if len(stim) != n_tr:
+            raise ValueError(f"{len(stim)} stim entries for {n_tr} trials")
+        infos = [s if isinstance(s, StimInfo) else parse_marker(
+            __import__("json").dumps(s) if isinstance(s, dict) else s) for s in stim]
+    return _frame_from_arrays(file, names, infos, res, reasons, stim_time_s=np.zeros(n_tr))
+
+
+def _frame_from_arrays(file, names, infos, res, reasons, *, stim_time_s):
+    import pandas as pd
+
+    n_tr, n_ch = res["amplitude_uv"].shape
+    rep = lambda values: np.repeat(np.asarray(values, dtype=object), n_ch)  # noqa: E731
+    cols = {
+        "file": np.full(n_tr * n_ch, file, dtype=object),
+        "trial": np.repeat(np.arange(n_tr), n_ch),
+        "channel": np.tile(np.asarray(names, dtype=object), n_tr),
+        "stim_time_s": np.repeat(stim_time_s, n_ch),
+        "label": rep([s.label for s in infos]),
+        "intensity_pct_mso": np.repeat([s.intensity_pct_mso for s in infos], n_ch).astype(float),
+        "x_mm": np.repeat([s.x_mm for s in infos], n_ch).astype(float),
+        "y_mm": np.repeat([s.y_mm for s in infos], n_ch).astype(float),
+        "site": rep([s.site for s in infos]),
+        "hemisphere": rep([s.hemisphere for s in infos]),
+        "condition": rep([s.condition for s in infos]),
+    }
+    for k in ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms"):
+        cols[k] = res[k].reshape(-1)
+    cols["detected"] = res["detected"].reshape(-1)
+    cols["reject_reason"] = np.asarray(reasons, dtype=object).reshape(-1)
+    cols["rejected"] = cols["reject_reason"] != ""
+    return pd.DataFrame({c: cols[c] for c in TRIAL_COLUMNS})
