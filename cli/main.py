@@ -12,12 +12,11 @@ import importlib
 import logging
 import sys
 
+from mepkit.errors import MepkitError
+from mepkit.errors import UsageError as UserError  # one class, also when run with -m
+
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("analyze", "info", "convert", "simulate", "record", "demo")
-
-
-class UserError(Exception):
-    """A mistake in the user's input: reported in one line, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,13 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mepkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        from mepkit.errors import MepkitError
-
-        if not isinstance(exc, MepkitError):
-            raise
+    except MepkitError as exc:
         print(f"mepkit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         print(f"mepkit {args.command}: interrupted", file=sys.stderr)
         return 130

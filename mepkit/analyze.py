@@ -69,19 +69,61 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
                                    source=recording.path, skip=trigger_channel)
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
-    pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
-                    scale_to_uv=scales, trigger_channel=trigger_channel,
-                    artifact_triggers=artifact_triggers, marker_filter=marker_filter,
-                    buffer_s=max(4.0, 2 * chunk_s))
-    if trigger_channel is None and not artifact_triggers:
-        pipe.add_markers(recording.marker_times, recording.marker_values)
     data, ts = recording.data, recording.timestamps
+    segments = clock_segments(ts, params.gap_tolerance_ms / 1000.0)
+    if len(segments) > 1:
+        logger.warning("%s: the EMG clock jumps backwards %d time(s) (clock reset); each part is "
+                       "measured on its own clock", recording.path, len(segments) - 1)
+    use_markers = trigger_channel is None and not artifact_triggers
+    assigned = _assign_markers(recording.marker_times, ts, segments) if use_markers else None
     step = max(1, int(round(chunk_s * recording.sfreq_hz)))
     trials: list[Trial] = []
-    for start in range(0, len(ts), step):
-        trials.extend(pipe.push(data[start:start + step], ts[start:start + step]))
-    trials.extend(pipe.finish())
+    next_index = 0
+    for k, (a, b) in enumerate(segments):
+        pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
+                        scale_to_uv=scales, trigger_channel=trigger_channel,
+                        artifact_triggers=artifact_triggers, marker_filter=marker_filter,
+                        buffer_s=max(4.0, 2 * chunk_s))
+        pipe._next_index = next_index
+        if use_markers:
+            sel = np.flatnonzero(assigned == k)
+            pipe.add_markers(recording.marker_times[sel], [recording.marker_values[i] for i in sel])
+        for start in range(a, b, step):
+            stop = min(b, start + step)
+            trials.extend(pipe.push(data[start:stop], ts[start:stop]))
+        trials.extend(pipe.finish())
+        next_index = pipe._next_index
+    if use_markers:
+        lost = np.flatnonzero(assigned < 0)
+        if lost.size:
+            logger.warning("%s: %d marker(s) fall outside the EMG recording and are ignored "
+                           "(first at %.3f s)", recording.path, lost.size,
+                           recording.marker_times[lost[0]])
     return trials_to_frame(trials, name)
+
+
+def clock_segments(ts: np.ndarray, tolerance_s: float) -> list[tuple[int, int]]:
+    """Index ranges [a, b) between backward jumps of the timestamps (clock resets)."""
+    if len(ts) == 0:
+        return []
+    back = np.flatnonzero(np.diff(ts) < -tolerance_s) + 1
+    edges = [0, *back.tolist(), len(ts)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _assign_markers(times: np.ndarray, ts: np.ndarray, segments) -> np.ndarray:
+    """Segment index of each marker (-1: none). Markers keep their stream order, so after
+    a reset a marker goes to the first segment at or after the previous marker's that spans it."""
+    out = np.full(len(times), -1, dtype=np.int64)
+    spans = [(ts[a] - 0.5, ts[b - 1] + 0.5) for a, b in segments]
+    current = 0
+    for i, t in enumerate(times):
+        order = list(range(current, len(spans))) + list(range(0, current))
+        for k in order:
+            if spans[k][0] <= t <= spans[k][1]:
+                out[i] = current = k
+                break
+    return out
 
 
 def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,

@@ -1,6 +1,6 @@
 """Exceptions that carry a message meant for the user."""
 
-__all__ = ["MepkitError", "FileFormatError", "StreamNotFoundError"]
+__all__ = ["MepkitError", "FileFormatError", "StreamNotFoundError", "UsageError"]
 
 
 class MepkitError(Exception):
@@ -13,3 +13,7 @@ class FileFormatError(MepkitError):
 
 class StreamNotFoundError(MepkitError):
     """A requested stream (in a file or on the network) is not there."""
+
+
+class UsageError(MepkitError):
+    """A mistake in how mepkit was called (an option, a parameter value)."""

@@ -168,6 +168,7 @@ class Pipeline:
         self.n_ignored_markers = 0
         self.n_late_triggers = 0
         self.n_gaps = 0
+        self.n_clock_resets = 0
         self._prev_last_ts: float | None = None
         refractory = int(round(p.refractory_ms / self.dt_ms))
         self._refractory = float(refractory)
@@ -231,6 +232,15 @@ class Pipeline:
         n = x.shape[0]
         if n == 0:
             return self._complete()
+        # a clock that jumps backwards (reset): finish the old timeline, start afresh
+        tol = self.params.gap_tolerance_ms / 1000.0
+        if ts[0] < self.last_time_s - tol:
+            return self._clock_reset() + self.push(x, ts)
+        if n > 1:
+            back = np.flatnonzero(ts[1:] < ts[:-1] - tol)
+            if back.size:
+                cut = int(back[0]) + 1
+                return self.push(x[:cut], ts[:cut]) + self.push(x[cut:], ts[cut:])
         if self._trig_idx is not None:
             self._detect_ttl(np.ascontiguousarray(x[:, self._trig_idx], dtype=np.float64), ts)
             emg = x[:, self._emg_idx]
@@ -268,6 +278,16 @@ class Pipeline:
                            "is complete; marked invalid", pend.index, pend.time_s)
             out.append(self._invalid_trial(pend))
         self._pending = []
+        return out
+
+    def _clock_reset(self) -> list[Trial]:
+        logger.warning("EMG clock jumped back from %.4f s; restarting the buffer on the new clock",
+                       self.last_time_s)
+        out = self.finish()
+        self.n_samples = 0
+        self._pos = 0
+        self.last_time_s = -math.inf
+        self.n_clock_resets += 1
         return out
 
     @property
