@@ -392,8 +392,7 @@ class Pipeline:
                                pend.index, pend.time_s)
             gap[k] = gapped
             last_ts[k] = seg[-1]
-        res = measure_epochs(epochs, self.sfreq_hz, self.params, t0_ms=t0, first=first, gap=gap,
-                             copy=False)
+        res = measure_epochs(epochs, self.sfreq_hz, self.params, t0_ms=t0, first=first, gap=gap)
         reasons = reason_names(res["reject_code"])
         trials = []
         for k, (pend, _) in enumerate(ready):

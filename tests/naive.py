@@ -39,8 +39,9 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     nb = max(0, b1 - b0)
     nan = dict(amplitude_uv=np.nan, latency_ms=np.nan, area_uv_ms=np.nan,
                background_rms_uv=np.nan, peak_time_ms=np.nan, detected=False, reason="invalid")
-    lo_used = min(b0, a0, r0) if nb > 0 else min(a0, r0)
-    if not np.all(np.isfinite(x[max(first, lo_used):])) or r1 <= r0:
+    lo = max(first, min(b0, a0, r0)) if nb > 0 else max(first, min(a0, r0))
+    hi = r1
+    if not np.all(np.isfinite(x[lo:hi])) or r1 <= r0:
         return nan
     resp = x[r0:r1]
     hi_v, lo_v = resp.max(), resp.min()
@@ -80,13 +81,13 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
                         cols += [np.cos(w), np.sin(w)]
         design = np.stack(cols, axis=1)
         coef, *_ = np.linalg.lstsq(design[b0:b1], x[b0:b1], rcond=None)
-        x[first:] -= design[first:] @ coef
+        x[lo:hi] -= design[lo:hi] @ coef
     elif nb == 1:
-        x[first:] -= x[b0]
+        x[lo:hi] -= x[b0]
     if p.lowpass_hz is not None and p.lowpass_hz < 0.45 * sfreq_hz:
         sos = signal.butter(2, p.lowpass_hz, fs=sfreq_hz, output="sos")
-        zi = signal.sosfilt_zi(sos) * x[first]
-        x[first:], _ = signal.sosfilt(sos, x[first:], zi=zi)
+        zi = signal.sosfilt_zi(sos) * x[lo]
+        x[lo:hi], _ = signal.sosfilt(sos, x[lo:hi], zi=zi)
     bg = math.sqrt(np.mean(x[b0:b1] ** 2)) if nb > 0 else np.nan
     resp = x[r0:r1]
     amp = resp.max() - resp.min()
@@ -98,14 +99,14 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
         noise = bg if bg == bg else 0.0
         thr = max(p.onset_sd * noise, 0.1 * p.detection_threshold_uv)
         thr = min(thr, 0.5 * abs(x[pk]))
-        l0 = max(a1, first, r0 - int(round(5.0 / dt)))
+        l0 = max(a1, lo, r0 - int(round(5.0 / dt)))
         lb = x[l0:r0].mean() if r0 > l0 else 0.0
         above = np.nonzero(np.abs(x[r0:pk + 1] - lb) >= thr)[0]
         if above.size:
             c = r0 + above[0]
             sign = 1.0 if x[c] > lb else -1.0
             j = c
-            while j > max(a1, first) and sign * (x[j - 1] - lb) > noise:
+            while j > max(a1, lo) and sign * (x[j - 1] - lb) > noise:
                 j -= 1
             out["latency_ms"] = t0 + j * dt
     if nb == 0:

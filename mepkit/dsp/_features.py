@@ -25,13 +25,12 @@ BACKGROUND = 4
 
 
 @njit(**JIT)
-def _solve_spd(a, b):
-    """Solve a @ x = b for a small symmetric positive (semi)definite ``a`` (Cholesky).
+def _cholesky(a, lower):
+    """Cholesky factor of a small symmetric positive definite ``a`` into ``lower``.
 
     Returns False when ``a`` is singular to working precision.
     """
     n = a.shape[0]
-    lower = np.zeros((n, n))
     for j in range(n):
         s = a[j, j]
         for k in range(j):
@@ -44,40 +43,45 @@ def _solve_spd(a, b):
             for k in range(j):
                 s -= lower[i, k] * lower[j, k]
             lower[i, j] = s / lower[j, j]
-    # forward then back substitution, columns of b in place
-    for col in range(b.shape[1]):
-        for i in range(n):
-            s = b[i, col]
-            for k in range(i):
-                s -= lower[i, k] * b[k, col]
-            b[i, col] = s / lower[i, i]
-        for i in range(n - 1, -1, -1):
-            s = b[i, col]
-            for k in range(i + 1, n):
-                s -= lower[k, i] * b[k, col]
-            b[i, col] = s / lower[i, i]
     return True
 
 
 @njit(**JIT)
-def _basis(t_ms, n_basis, line_freq_hz, out):
-    """Regressors at time ``t_ms``: 1, t (s), then cos/sin of mains harmonics."""
-    out[0] = 1.0
-    if n_basis > 1:
-        out[1] = t_ms * 1e-3
-    k = 1
-    j = 2
-    while j < n_basis:
-        w = 2.0 * math.pi * k * line_freq_hz * t_ms * 1e-3
-        out[j] = math.cos(w)
-        out[j + 1] = math.sin(w)
-        j += 2
-        k += 1
+def _chol_solve_col(lower, n, b, col):
+    """Solve (L L^T) x = b[:n, col] in place."""
+    for i in range(n):
+        s = b[i, col]
+        for k in range(i):
+            s -= lower[i, k] * b[k, col]
+        b[i, col] = s / lower[i, i]
+    for i in range(n - 1, -1, -1):
+        s = b[i, col]
+        for k in range(i + 1, n):
+            s -= lower[k, i] * b[k, col]
+        b[i, col] = s / lower[i, i]
+
+
+@njit(**JIT)
+def _fill_basis(basis, lo, hi, t0, dt_ms, n_basis, line_freq_hz):
+    """Rows lo..hi of the regressors: 1, t (s), then cos/sin of the mains harmonics."""
+    for i in range(lo, hi):
+        t_s = (t0 + i * dt_ms) * 1e-3
+        basis[i, 0] = 1.0
+        if n_basis > 1:
+            basis[i, 1] = t_s
+        k = 1
+        j = 2
+        while j < n_basis:
+            w = 2.0 * math.pi * k * line_freq_hz * t_s
+            basis[i, j] = math.cos(w)
+            basis[i, j + 1] = math.sin(w)
+            j += 2
+            k += 1
 
 
 @njit(**JIT)
 def measure_epochs(
-    epochs,  # (n_trials, n_channels, n_samples) float64, µV, modified in place
+    epochs,  # (n_trials, n_channels, n_samples) float64, µV (read only)
     t0_ms,  # (n_trials,) time of sample 0 relative to the stimulus
     first,  # (n_trials,) int64: samples before this index are absent
     gap,  # (n_trials,) bool: a timestamp gap inside the epoch
@@ -93,23 +97,58 @@ def measure_epochs(
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
     detected, reject,  # outputs (n_trials, n_channels)
 ):
+    """Measure every trial and channel. Channels of a trial are processed together
+    (sample-major scratch, channel-minor inner loops) so the recurrences of different
+    channels overlap and the per-sample loops vectorise."""
     n_trials, n_channels, n_samples = epochs.shape
     nyq_hz = 500.0 / dt_ms
     max_basis = 2 + 2 * n_harmonics
-    basis = np.empty(max_basis)
-    zi = np.empty((lp_sos.shape[0], 2))
+    basis = np.empty((n_samples, max_basis))
+    xtx = np.empty((max_basis, max_basis))
+    lower = np.zeros((max_basis, max_basis))
+    coef = np.empty((max_basis, n_channels))
+    n_sec = lp_sos.shape[0]
+    zi = np.empty((max(n_sec, 1), 2, n_channels))
+    x = np.empty((n_samples, n_channels))  # scratch: the input epochs are never modified
+    valid = np.empty(n_channels, dtype=np.bool_)
+    clipped = np.empty(n_channels, dtype=np.bool_)
+    acc = np.empty(n_channels)
+    hi_v = np.empty(n_channels)
+    lo_v = np.empty(n_channels)
+    peak_abs = np.empty(n_channels)
+    peak_i = np.empty(n_channels, dtype=np.int64)
+    area = np.empty(n_channels)
+    # cache key of the design (shared by trials on the same time grid)
+    c_t0 = np.nan
+    c_lo = -1
+    c_hi = -1
+    c_nb = -1
+    c_b0 = -1
+    solved = False
+    n_onset = int(round(5.0 / dt_ms))
     for tr in range(n_trials):
         t0 = t0_ms[tr]
         f0 = first[tr]
-        # ---- index ranges of the windows (inclusive lo, exclusive hi)
-        # sample i is at t0 + i*dt; a window [lo, hi) in ms covers ceil((lo-t0)/dt) ..
+        # ---- index ranges of the windows: sample i is at t0 + i*dt
         b0 = max(f0, int(math.ceil((bg_lo_ms - t0) / dt_ms - 1e-9)))
         b1 = min(n_samples, int(math.ceil((bg_hi_ms - t0) / dt_ms - 1e-9)))
         r0 = max(f0, int(math.ceil((resp_lo_ms - t0) / dt_ms - 1e-9)))
         r1 = min(n_samples, int(math.floor((resp_hi_ms - t0) / dt_ms + 1e-9)) + 1)
         a0 = max(f0, int(math.ceil((art_lo_ms - t0) / dt_ms - 1e-9)))
         a1 = min(n_samples, int(math.floor((art_hi_ms - t0) / dt_ms + 1e-9)) + 1)
-        nb = b1 - b0
+        nb = max(0, b1 - b0)
+        lo = max(f0, min(b0, a0, r0)) if nb > 0 else max(f0, min(a0, r0))
+        hi = r1
+        if hi <= lo or r1 <= r0:
+            for ch in range(n_channels):
+                amplitude_uv[tr, ch] = np.nan
+                latency_ms[tr, ch] = np.nan
+                area_uv_ms[tr, ch] = np.nan
+                background_rms_uv[tr, ch] = np.nan
+                peak_time_ms[tr, ch] = np.nan
+                detected[tr, ch] = False
+                reject[tr, ch] = INVALID
+            continue
         # ---- regression design over the background window
         n_basis = 1
         bg_ms = nb * dt_ms
@@ -121,28 +160,145 @@ def measure_epochs(
                 h += 1
             if nb >= 4 * (2 + 2 * h):
                 n_basis = 2 + 2 * h
-        xtx = np.zeros((n_basis, n_basis))
-        xty = np.zeros((n_basis, n_channels))
-        solved = False
-        if nb >= 2:
-            for i in range(b0, b1):
-                _basis(t0 + i * dt_ms, n_basis, line_freq_hz, basis)
-                for p in range(n_basis):
-                    for q in range(n_basis):
-                        xtx[p, q] += basis[p] * basis[q]
-            # filled per channel below (xty depends on data after artifact step)
+        if nb >= 2 and not (t0 == c_t0 and lo == c_lo and hi == c_hi
+                            and n_basis == c_nb and b0 == c_b0):
+            _fill_basis(basis, lo, hi, t0, dt_ms, n_basis, line_freq_hz)
+            for p in range(n_basis):
+                for q in range(p + 1):
+                    s = 0.0
+                    for i in range(b0, b1):
+                        s += basis[i, p] * basis[i, q]
+                    xtx[p, q] = s
+                    xtx[q, p] = s
+            solved = _cholesky(xtx[:n_basis, :n_basis], lower)
+            c_t0 = t0
+            c_lo = lo
+            c_hi = hi
+            c_nb = n_basis
+            c_b0 = b0
+        # ---- copy the samples used (sample-major) and check them
+        c0 = max(f0, min(lo, a0) - 1)
+        c1 = min(n_samples, max(hi, a1 + 1))
         for ch in range(n_channels):
-            x = epochs[tr, ch]
-            reason = OK
-            # ---- validity: NaN / inf anywhere that is used
-            lo_used = min(b0, a0, r0) if nb > 0 else min(a0, r0)
-            for i in range(max(f0, lo_used), n_samples):
-                if not math.isfinite(x[i]):
-                    reason = INVALID
-                    break
-            if r1 <= r0:
-                reason = INVALID
-            if reason == INVALID:
+            src = epochs[tr, ch]
+            ok = True
+            for i in range(c0, c1):
+                v = src[i]
+                x[i, ch] = v
+                if i >= lo and i < hi and not math.isfinite(v):
+                    ok = False
+            valid[ch] = ok
+            # clipping: a run of equal samples at the response window's extreme
+            top = -np.inf
+            bot = np.inf
+            for i in range(r0, r1):
+                v = src[i]
+                if v > top:
+                    top = v
+                if v < bot:
+                    bot = v
+            run = 1
+            clip = False
+            if top > bot:
+                for i in range(r0 + 1, r1):
+                    v = src[i]
+                    if v == src[i - 1] and (v == top or v == bot):
+                        run += 1
+                        if run >= clip_run:
+                            clip = True
+                            break
+                    else:
+                        run = 1
+            clipped[ch] = clip
+            # artifact: straight line between the samples around the window
+            if a1 > a0:
+                left = a0 - 1
+                right = a1
+                if left < f0 and right < n_samples:
+                    for i in range(a0, a1):
+                        x[i, ch] = src[right]
+                elif right >= n_samples and left >= f0:
+                    for i in range(a0, a1):
+                        x[i, ch] = src[left]
+                elif left >= f0 and right < n_samples:
+                    span = right - left
+                    for i in range(a0, a1):
+                        w = (i - left) / span
+                        x[i, ch] = (1.0 - w) * src[left] + w * src[right]
+        # ---- baseline, drift and mains: fit on the background, subtract where used
+        if nb >= 2 and solved:
+            for p in range(n_basis):
+                for ch in range(n_channels):
+                    coef[p, ch] = 0.0
+            for i in range(b0, b1):
+                for p in range(n_basis):
+                    bp = basis[i, p]
+                    for ch in range(n_channels):
+                        coef[p, ch] += bp * x[i, ch]
+            for ch in range(n_channels):
+                _chol_solve_col(lower, n_basis, coef, ch)
+            for i in range(lo, hi):
+                for p in range(n_basis):
+                    bp = basis[i, p]
+                    for ch in range(n_channels):
+                        x[i, ch] -= coef[p, ch] * bp
+        elif nb >= 1:
+            for ch in range(n_channels):
+                acc[ch] = 0.0
+            for i in range(b0, b1):
+                for ch in range(n_channels):
+                    acc[ch] += x[i, ch]
+            for ch in range(n_channels):
+                acc[ch] /= nb
+            for i in range(lo, hi):
+                for ch in range(n_channels):
+                    x[i, ch] -= acc[ch]
+        # ---- causal low-pass from the first sample used (steady state)
+        if n_sec > 0:
+            for s in range(n_sec):
+                for ch in range(n_channels):
+                    zi[s, 0, ch] = lp_zi_unit[s, 0] * x[lo, ch]
+                    zi[s, 1, ch] = lp_zi_unit[s, 1] * x[lo, ch]
+            for i in range(lo, hi):
+                for s in range(n_sec):
+                    b0s = lp_sos[s, 0]
+                    b1s = lp_sos[s, 1]
+                    b2s = lp_sos[s, 2]
+                    a1s = lp_sos[s, 4]
+                    a2s = lp_sos[s, 5]
+                    for ch in range(n_channels):
+                        v = x[i, ch]
+                        y = b0s * v + zi[s, 0, ch]
+                        zi[s, 0, ch] = b1s * v - a1s * y + zi[s, 1, ch]
+                        zi[s, 1, ch] = b2s * v - a2s * y
+                        x[i, ch] = y
+        # ---- background RMS
+        for ch in range(n_channels):
+            acc[ch] = 0.0
+        for i in range(b0, b1):
+            for ch in range(n_channels):
+                acc[ch] += x[i, ch] * x[i, ch]
+        # ---- response: peak-to-peak, peak time, rectified area
+        for ch in range(n_channels):
+            hi_v[ch] = -np.inf
+            lo_v[ch] = np.inf
+            peak_abs[ch] = -1.0
+            peak_i[ch] = r0
+            area[ch] = 0.0
+        for i in range(r0, r1):
+            for ch in range(n_channels):
+                v = x[i, ch]
+                if v > hi_v[ch]:
+                    hi_v[ch] = v
+                if v < lo_v[ch]:
+                    lo_v[ch] = v
+                av = abs(v)
+                area[ch] += av
+                if av > peak_abs[ch]:
+                    peak_abs[ch] = av
+                    peak_i[ch] = i
+        for ch in range(n_channels):
+            if not valid[ch]:
                 amplitude_uv[tr, ch] = np.nan
                 latency_ms[tr, ch] = np.nan
                 area_uv_ms[tr, ch] = np.nan
@@ -151,115 +307,13 @@ def measure_epochs(
                 detected[tr, ch] = False
                 reject[tr, ch] = INVALID
                 continue
-            # ---- clipping: a run of equal samples at the response window's extreme
-            hi_v = -np.inf
-            lo_v = np.inf
-            for i in range(r0, r1):
-                if x[i] > hi_v:
-                    hi_v = x[i]
-                if x[i] < lo_v:
-                    lo_v = x[i]
-            run = 1
-            clipped = False
-            for i in range(r0 + 1, r1):
-                if x[i] == x[i - 1] and (x[i] == hi_v or x[i] == lo_v) and hi_v > lo_v:
-                    run += 1
-                    if run >= clip_run:
-                        clipped = True
-                        break
-                else:
-                    run = 1
-            # ---- artifact: straight line between the samples around the window
-            if a1 > a0:
-                left = a0 - 1
-                right = a1
-                if left < f0 and right < n_samples:
-                    for i in range(a0, a1):
-                        x[i] = x[right]
-                elif right >= n_samples and left >= f0:
-                    for i in range(a0, a1):
-                        x[i] = x[left]
-                elif left >= f0 and right < n_samples:
-                    span = right - left
-                    for i in range(a0, a1):
-                        w = (i - left) / span
-                        x[i] = (1.0 - w) * x[left] + w * x[right]
-            # ---- baseline, drift and mains: fit on the background, subtract everywhere
-            if nb >= 2:
-                for p in range(n_basis):
-                    xty[p, ch] = 0.0
-                for i in range(b0, b1):
-                    _basis(t0 + i * dt_ms, n_basis, line_freq_hz, basis)
-                    for p in range(n_basis):
-                        xty[p, ch] += basis[p] * x[i]
-                a = xtx.copy()
-                coef = np.empty((n_basis, 1))
-                for p in range(n_basis):
-                    coef[p, 0] = xty[p, ch]
-                solved = _solve_spd(a, coef)
-                if not solved:
-                    # fall back to the mean
-                    m = 0.0
-                    for i in range(b0, b1):
-                        m += x[i]
-                    m /= nb
-                    for i in range(f0, n_samples):
-                        x[i] -= m
-                else:
-                    for i in range(f0, n_samples):
-                        _basis(t0 + i * dt_ms, n_basis, line_freq_hz, basis)
-                        fit = 0.0
-                        for p in range(n_basis):
-                            fit += coef[p, 0] * basis[p]
-                        x[i] -= fit
-            elif nb == 1:
-                m = x[b0]
-                for i in range(f0, n_samples):
-                    x[i] -= m
-            # ---- causal low-pass from the first sample present (steady state)
-            if lp_sos.shape[0] > 0:
-                x0 = x[f0]
-                for s in range(lp_sos.shape[0]):
-                    zi[s, 0] = lp_zi_unit[s, 0] * x0
-                    zi[s, 1] = lp_zi_unit[s, 1] * x0
-                for i in range(f0, n_samples):
-                    v = x[i]
-                    for s in range(lp_sos.shape[0]):
-                        y = lp_sos[s, 0] * v + zi[s, 0]
-                        zi[s, 0] = lp_sos[s, 1] * v - lp_sos[s, 4] * y + zi[s, 1]
-                        zi[s, 1] = lp_sos[s, 2] * v - lp_sos[s, 5] * y
-                        v = y
-                    x[i] = v
-            # ---- background RMS
-            if nb > 0:
-                ss = 0.0
-                for i in range(b0, b1):
-                    ss += x[i] * x[i]
-                bg = math.sqrt(ss / nb)
-            else:
-                bg = np.nan
-            # ---- response: peak-to-peak, peak time, rectified area
-            hi_v = -np.inf
-            lo_v = np.inf
-            peak_abs = -1.0
-            peak_i = r0
-            area = 0.0
-            for i in range(r0, r1):
-                v = x[i]
-                if v > hi_v:
-                    hi_v = v
-                if v < lo_v:
-                    lo_v = v
-                av = abs(v)
-                area += av
-                if av > peak_abs:
-                    peak_abs = av
-                    peak_i = i
-            amp = hi_v - lo_v
+            bg = math.sqrt(acc[ch] / nb) if nb > 0 else np.nan
+            amp = hi_v[ch] - lo_v[ch]
             amplitude_uv[tr, ch] = amp
-            area_uv_ms[tr, ch] = area * dt_ms
+            area_uv_ms[tr, ch] = area[ch] * dt_ms
             background_rms_uv[tr, ch] = bg
-            peak_time_ms[tr, ch] = t0 + peak_i * dt_ms
+            pk = peak_i[ch]
+            peak_time_ms[tr, ch] = t0 + pk * dt_ms
             is_mep = amp >= detection_uv
             detected[tr, ch] = is_mep
             # ---- onset: first crossing of onset_sd x background before the peak,
@@ -271,36 +325,36 @@ def measure_epochs(
                 floor_thr = 0.1 * detection_uv
                 if thr < floor_thr:
                     thr = floor_thr
-                if thr > 0.5 * peak_abs:
-                    thr = 0.5 * peak_abs
+                if thr > 0.5 * peak_abs[ch]:
+                    thr = 0.5 * peak_abs[ch]
                 # local level just before the response window absorbs the few µV
                 # left by extrapolating the drift fit across the stimulus
-                l0 = max(a1, f0, r0 - int(round(5.0 / dt_ms)))
+                l0 = max(a1, lo, r0 - n_onset)
                 lb = 0.0
                 if r0 > l0:
                     for i in range(l0, r0):
-                        lb += x[i]
+                        lb += x[i, ch]
                     lb /= r0 - l0
                 cross = -1
-                for i in range(r0, peak_i + 1):
-                    if abs(x[i] - lb) >= thr:
+                for i in range(r0, pk + 1):
+                    if abs(x[i, ch] - lb) >= thr:
                         cross = i
                         break
                 if cross >= 0:
-                    sign = 1.0 if x[cross] > lb else -1.0
-                    level = 1.0 * noise
-                    stop = max(a1, f0)
+                    sign = 1.0 if x[cross, ch] > lb else -1.0
+                    stop = max(a1, lo)
                     j = cross
-                    while j > stop and sign * (x[j - 1] - lb) > level:
+                    while j > stop and sign * (x[j - 1, ch] - lb) > noise:
                         j -= 1
                     lat = t0 + j * dt_ms
             latency_ms[tr, ch] = lat
             # ---- rejection, by priority
+            reason = OK
             if nb == 0:
                 reason = INVALID
             elif gap[tr]:
                 reason = GAP
-            elif clipped:
+            elif clipped[ch]:
                 reason = CLIPPED
             elif not (bg <= background_limit_uv):
                 reason = BACKGROUND

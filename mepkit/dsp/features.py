@@ -43,14 +43,13 @@ def measure_epochs(
     t0_ms: np.ndarray | float,
     first: np.ndarray | int = 0,
     gap: np.ndarray | bool = False,
-    copy: bool = True,
 ) -> dict[str, np.ndarray]:
     """Measure every trial and channel of raw epochs.
 
     Parameters
     ----------
     epochs_uv : array, shape (n_trials, n_channels, n_samples)
-        Raw EMG in µV. Modified in place when ``copy`` is False.
+        Raw EMG in µV (not modified).
     sfreq_hz : float
         Sampling rate.
     params : Params
@@ -70,11 +69,9 @@ def measure_epochs(
     """
     from mepkit.dsp import _features
 
-    x = np.array(epochs_uv, dtype=np.float64, order="C", copy=True) if copy else epochs_uv
+    x = np.ascontiguousarray(epochs_uv, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"epochs must have shape (n_trials, n_channels, n_samples), got {x.shape}")
-    if not (x.dtype == np.float64 and x.flags.c_contiguous):
-        raise ValueError("epochs must be C-contiguous float64 when copy=False")
     n_trials, n_channels, _ = x.shape
     t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_trials,)))
     first_a = np.ascontiguousarray(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_trials,)))

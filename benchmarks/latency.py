@@ -1,0 +1,279 @@
+"""Live latency: from pushing the sample that completes a trial's window to its result.
+
+Three processes per configuration, all on this machine (so one LSL clock):
+
+* an **outlet** (plain pylsl, EMG from `mepkit.sim.emg.EmgSynth` in 1 ms chunks paced in
+  real time, one JSON marker per pulse) that logs, for every pulse, ``pylsl.local_clock()``
+  right after pushing the chunk holding the sample that completes the response window;
+* **mepkit** (``mepkit record``, writing its HDF5 record) whose trials carry ``available_s``,
+  the local clock (on the EMG clock) when the measurement was done; its CPU load comes
+  from its summary (process CPU time / wall time after start-up);
+* a **floor** process: a bare pylsl inlet that blocks in ``pull_chunk`` and logs when each
+  sample arrives — the LSL transport latency alone.
+
+Usage::
+
+    python benchmarks/latency.py            # >= 500 pulses per configuration (~3 min)
+    python benchmarks/latency.py --quick    # 60 pulses each
+    python benchmarks/latency.py --pulses 1000 --config 16x5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+#: Floor requirements for mepkit.
+P99_LIMIT_MS = 2.0
+CHUNK_MS = 1.0
+
+
+def _post_n(sfreq_hz: float) -> int:
+    """Samples from the stimulus sample to the end of the window (as the Pipeline counts)."""
+    from mepkit.params import Params
+    from mepkit.pipeline import Pipeline
+
+    p = Params()
+    n = int(math.ceil(p.post_ms / (1000.0 / sfreq_hz))) + 2
+    pipe = Pipeline(p, sfreq_hz=sfreq_hz, channel_labels=["a"])
+    assert getattr(pipe, "_post_n", n) == n, "Pipeline changed how it counts the window"
+    return n
+
+
+# ---------------------------------------------------------------------------- outlet role
+def run_outlet(a: argparse.Namespace) -> int:
+    import pylsl
+
+    from mepkit.sim.emg import EmgSynth
+
+    fs, nch = a.srate, a.channels
+    info = pylsl.StreamInfo("BenchEMG", "EMG", nch, fs, pylsl.cf_float32, a.source_id)
+    chans = info.desc().append_child("channels")
+    for i in range(nch):
+        c = chans.append_child("channel")
+        c.append_child_value("label", f"EMG{i + 1}")
+        c.append_child_value("unit", "microvolts")
+    out = pylsl.StreamOutlet(info, chunk_size=0)
+    mout = pylsl.StreamOutlet(pylsl.StreamInfo("BenchMarkers", "Markers", 1, 0.0,
+                                               pylsl.cf_string, a.source_id + "-m"))
+    deadline = time.monotonic() + 60
+    while not (out.have_consumers() and mout.have_consumers()):
+        if time.monotonic() > deadline:
+            print("no consumers", file=sys.stderr)
+            return 1
+        time.sleep(0.01)
+    time.sleep(1.5)  # all inlets subscribed, mepkit warmed up
+    rng = np.random.default_rng(a.seed)
+    synth = EmgSynth(fs, nch, seed=a.seed)
+    post_n = _post_n(fs)
+    pulses, t = [], 0.5
+    for _ in range(a.pulses):
+        pulses.append(int(round(t * fs)))
+        t += rng.uniform(*a.isi)
+    n_total = int(round((t + 0.3) * fs))
+    for s in pulses:
+        synth.add_pulse(s, np.exp(rng.uniform(np.log(100), np.log(2000), nch)),
+                        rng.uniform(19, 26, nch))
+    complete = {s + post_n - 1: s for s in pulses}
+    chunk = max(1, int(round(CHUNK_MS * fs / 1000.0)))
+    log = []
+    pulse_at = set(pulses)
+    t0 = pylsl.local_clock() + 0.01
+    n = 0
+    while n < n_total:
+        target = t0 + (n + chunk) / fs  # time at which the chunk's last sample is "measured"
+        while True:
+            left = target - pylsl.local_clock()
+            if left <= 0:
+                break
+            time.sleep(left if left < 0.0003 else left - 0.0002)
+        m = min(chunk, n_total - n)
+        x = synth.generate(m).astype(np.float32)
+        ts = t0 + (n + np.arange(m)) / fs
+        out.push_chunk(x, ts)
+        pushed = pylsl.local_clock()
+        for i in range(n, n + m):
+            if i in pulse_at:
+                mout.push_sample([json.dumps({"intensity": 60.0})], float(ts[i - n]))
+            if i in complete:
+                s = complete[i]
+                log.append({"stim_ts": t0 + s / fs, "complete_ts": float(ts[i - n]),
+                            "pushed": pushed})
+        n += m
+    with open(a.log, "w", encoding="utf-8") as f:
+        json.dump(log, f)
+    print("done", flush=True)
+    time.sleep(30)
+    return 0
+
+
+# ---------------------------------------------------------------------------- floor role
+def run_floor(a: argparse.Namespace) -> int:
+    import pylsl
+
+    info = pylsl.resolve_byprop("source_id", a.source_id, 1, 10.0)[0]
+    inlet = pylsl.StreamInlet(info, max_buflen=10)
+    inlet.open_stream(timeout=5)
+    cap = 4096
+    buf = np.zeros((cap, info.channel_count()), dtype=np.float32)
+    firsts, lasts, times = [], [], []
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    while not stop:
+        # block for the first sample (liblsl waits on a condition variable), then drain
+        _, ts = inlet.pull_chunk(timeout=0.2, max_samples=1, dest_obj=buf, as_numpy=True)
+        if len(ts) == 0:
+            continue
+        now = pylsl.local_clock()
+        _, more = inlet.pull_chunk(timeout=0.0, max_samples=cap, dest_obj=buf, as_numpy=True)
+        firsts.append(float(ts[0]))
+        lasts.append(float(more[-1]) if len(more) else float(ts[-1]))
+        times.append(now)
+    np.savez(a.log, first=np.asarray(firsts), last=np.asarray(lasts), t=np.asarray(times))
+    return 0
+
+
+# ---------------------------------------------------------------------------- driver
+def _percentiles(x: np.ndarray) -> list[str]:
+    if x.size == 0:
+        return ["-"] * 4
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return [f"{p50:.2f}", f"{p95:.2f}", f"{p99:.2f}", f"{x.max():.2f}"]
+
+
+def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float],
+               tmp: Path) -> dict:
+    py = sys.executable
+    sid = f"bench-{uuid.uuid4().hex[:10]}"
+    out_log, floor_log, rec = tmp / f"{sid}-out.json", tmp / f"{sid}-floor.npz", tmp / f"{sid}.h5"
+    me = [py, str(Path(__file__).resolve())]
+    env = dict(os.environ)
+    quiet = {"stderr": subprocess.DEVNULL}
+    outlet = subprocess.Popen(me + ["_outlet", "--source-id", sid, "--channels", str(channels),
+                                    "--srate", str(srate), "--pulses", str(pulses),
+                                    "--isi", str(isi[0]), str(isi[1]), "--log", str(out_log)],
+                              stdout=subprocess.PIPE, text=True, env=env, **quiet)
+    floor = subprocess.Popen(me + ["_floor", "--source-id", sid, "--log", str(floor_log)],
+                             env=env, **quiet)
+    mep = subprocess.Popen([py, "-m", "mepkit_cli.main", "record", "--source-id", sid,
+                            "--marker-source-id", sid + "-m", "-o", str(rec), "--quiet",
+                            "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+    try:
+        line = outlet.stdout.readline()  # "done" when every pulse was pushed
+        if line.strip() != "done":
+            raise RuntimeError(f"outlet failed (exit {outlet.poll()})")
+        time.sleep(1.0)
+        mep.send_signal(signal.SIGINT)
+        floor.send_signal(signal.SIGINT)
+        m_out, m_err = mep.communicate(timeout=60)
+        floor.wait(timeout=30)
+    finally:
+        for p in (outlet, floor, mep):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if mep.returncode != 0:
+        raise RuntimeError(f"mepkit record failed ({mep.returncode}):\n{m_err[-2000:]}")
+    cpu = math.nan
+    for ln in m_out.splitlines():
+        if ln.startswith("cpu load"):
+            cpu = float(ln.split()[2])
+    log = json.load(open(out_log, encoding="utf-8"))
+    from mepkit.records import open_record
+
+    with open_record(rec) as r:
+        t = r.trials
+        trials = t.drop_duplicates("trial")[["stim_time_s", "available_s", "reject_reason"]]
+    by_stim = {round(float(s), 6): (float(av), str(rr)) for s, av, rr in trials.itertuples(
+        index=False)}
+    fl = np.load(floor_log)
+    lat, floor_lat, missed = [], [], 0
+    for e in log:
+        hit = by_stim.get(round(e["stim_ts"], 6))
+        if hit is None or hit[1] == "invalid" or not math.isfinite(hit[0]):
+            missed += 1
+        else:
+            lat.append(hit[0] - e["pushed"])
+        k = int(np.searchsorted(fl["last"], e["complete_ts"], side="left"))
+        if k < len(fl["last"]) and fl["first"][k] <= e["complete_ts"] + 1e-9:
+            floor_lat.append(fl["t"][k] - e["pushed"])
+    for p in (out_log, floor_log, rec):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+    return {"config": f"{channels} ch x {srate / 1000:g} kHz", "pulses": len(log),
+            "missed": missed, "cpu_pct": cpu, "latency_ms": np.asarray(lat) * 1e3,
+            "floor_ms": np.asarray(floor_lat) * 1e3}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="role")
+    o = sub.add_parser("_outlet")
+    o.add_argument("--source-id", required=True)
+    o.add_argument("--channels", type=int, required=True)
+    o.add_argument("--srate", type=float, required=True)
+    o.add_argument("--pulses", type=int, required=True)
+    o.add_argument("--isi", type=float, nargs=2, required=True)
+    o.add_argument("--log", required=True)
+    o.add_argument("--seed", type=int, default=3)
+    f = sub.add_parser("_floor")
+    f.add_argument("--source-id", required=True)
+    f.add_argument("--log", required=True)
+    ap.add_argument("--pulses", type=int, default=500, help="pulses per configuration")
+    ap.add_argument("--quick", action="store_true", help="60 pulses per configuration")
+    ap.add_argument("--isi", type=float, nargs=2, default=(0.15, 0.21), metavar=("MIN", "MAX"))
+    ap.add_argument("--config", action="append", metavar="CHxHZ",
+                    help="channels x rate, e.g. 16x5000 (default: 16x5000 and 64x20000)")
+    a = ap.parse_args(argv)
+    if a.role == "_outlet":
+        return run_outlet(a)
+    if a.role == "_floor":
+        return run_floor(a)
+    pulses = 60 if a.quick else a.pulses
+    configs = a.config or ["16x5000", "64x20000"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mepkit-bench-") as tmp:
+        for c in configs:
+            ch, hz = c.lower().split("x")
+            print(f"running {ch} channels x {float(hz) / 1000:g} kHz, {pulses} pulses ...",
+                  file=sys.stderr, flush=True)
+            results.append(run_config(int(ch), float(hz), pulses, tuple(a.isi), Path(tmp)))
+    sys.path.insert(0, str(HERE))
+    from _util import print_table
+
+    rows = []
+    ok = True
+    for r in results:
+        lat, fl = r["latency_ms"], r["floor_ms"]
+        rows.append([r["config"], "mepkit record", r["pulses"], r["missed"], *_percentiles(lat),
+                     f"{r['cpu_pct']:.1f}"])
+        rows.append([r["config"], "bare pylsl inlet", r["pulses"], r["pulses"] - fl.size,
+                     *_percentiles(fl), "-"])
+        p99 = np.percentile(lat, 99) if lat.size else math.inf
+        ok &= r["missed"] == 0 and p99 <= P99_LIMIT_MS
+    print("\nlatency from pushing the sample that completes the window (ms)\n")
+    print_table(["config", "consumer", "pulses", "missed", "p50", "p95", "p99", "max",
+                 "cpu %"], rows)
+    print(f"\nrequirement for mepkit: p99 <= {P99_LIMIT_MS:g} ms, no missed pulses: "
+          + ("met" if ok else "NOT met"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
