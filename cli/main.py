@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="mepkit: %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
+    if args.verbose < 2:  # Dask's own chatter (cluster start/stop, comm teardown)
+        for name in ("distributed", "tornado", "bokeh"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     module = importlib.import_module(f"mepkit_cli.{args.command}")
     try:
         return int(module.run(args) or 0)

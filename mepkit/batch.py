@@ -27,6 +27,8 @@ class AnalyzeOptions:
     artifact_triggers: bool = False
     marker_filter: str | None = None
     unit: str | None = None
+    #: Measure records with the parameters stored in them (XDF files: the given ones).
+    record_params: bool = False
 
 
 @dataclass
@@ -80,6 +82,8 @@ def analyze_file(path: str | os.PathLike, params: Params | None = None,
 
     path = os.fspath(path)
     rec = load_recording(path, options)
+    if options.record_params and rec.params is not None:
+        params = rec.params
     try:
         return analyze_recording(
             rec, params, trigger_channel=options.trigger_channel,
@@ -147,7 +151,7 @@ def analyze_files(paths: Sequence[str], params: Params | None = None,
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
     else:
         try:

@@ -40,10 +40,19 @@ class Recording:
     emg_stream: dict[str, Any] = field(default_factory=dict)
     marker_stream: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Parameters stored with the recording (mepkit records), else None.
+    params: Any = None
+    #: An open file object the data are read from lazily (mepkit records), else None.
+    source: Any = None
 
     @property
     def duration_s(self) -> float:
         return float(self.timestamps[-1] - self.timestamps[0]) if len(self.timestamps) else 0.0
+
+    @property
+    def description(self) -> str:
+        """The source stream's description as stored (XML for XDF)."""
+        return str(self.emg_stream.get("xml", ""))
 
 
 def channel_scales(labels: list[str], units: list[str], *, unit_override: str | None = None,
@@ -152,6 +161,27 @@ def _describe(stream: dict) -> dict[str, Any]:
         "channel_count": int(float(_text(info, "channel_count", "0") or 0)),
         "n_samples": len(stream.get("time_stamps", [])),
     }
+
+
+def _xml(info: dict) -> str:
+    """The stream header back as XML text (for provenance in records)."""
+    from xml.etree.ElementTree import Element, SubElement, tostring
+
+    def build(parent, key, value):
+        if isinstance(value, list):
+            for item in value:
+                build(parent, key, item)
+        elif isinstance(value, dict):
+            node = SubElement(parent, key)
+            for k, v in value.items():
+                build(node, k, v)
+        else:
+            SubElement(parent, key).text = "" if value is None else str(value)
+
+    root = Element("info")
+    for k, v in info.items():
+        build(root, k, v)
+    return tostring(root, encoding="unicode")
 
 
 def _pick(streams: list[dict], name: str | None, kind: str, path: str, what: str) -> dict | None:
@@ -286,6 +316,7 @@ def read_xdf(path: str | os.PathLike, *, emg_stream: str | None = None,
     return Recording(
         path=path, sfreq_hz=d["nominal_srate"], data=data, timestamps=ts,
         channel_labels=labels, units=units, marker_times=m_times, marker_values=m_values,
-        emg_stream=d, marker_stream=_describe(markers) if markers is not None else None,
+        emg_stream={**d, "xml": _xml(emg["info"])},
+        marker_stream=_describe(markers) if markers is not None else None,
         warnings=warnings,
     )

@@ -1,0 +1,70 @@
+"""Conversion of LabRecorder XDF files into mepkit records."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from mepkit.params import Params
+from mepkit.units import scale_to_uv
+
+__all__ = ["convert_xdf"]
+
+logger = logging.getLogger("mepkit.convert")
+
+
+def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
+                params: Params | None = None, options=None, overwrite: bool = False,
+                subject: dict | None = None, session: dict | None = None,
+                chunk_s: float = 10.0) -> dict:
+    """Write an XDF recording as a mepkit record, with its trials measured.
+
+    The EMG stream (voltage channels converted to µV, others kept in their units), the
+    marker stream, the parameters and the trial table (as ``mepkit analyze`` gives) are
+    stored. Returns a small summary dict.
+    """
+    from mepkit.analyze import analyze_recording
+    from mepkit.batch import AnalyzeOptions, load_recording
+    from mepkit.records import RecordWriter
+
+    options = options if options is not None else AnalyzeOptions()
+    params = params if params is not None else Params()
+    xdf_path = os.fspath(xdf_path)
+    rec = load_recording(xdf_path, options)
+    frame = analyze_recording(rec, params, trigger_channel=options.trigger_channel,
+                              artifact_triggers=options.artifact_triggers,
+                              marker_filter=options.marker_filter, unit=options.unit,
+                              file=os.fspath(record_path))
+    units = []
+    for lab, unit in zip(rec.channel_labels, rec.units):
+        if options.unit is not None and lab != options.trigger_channel:
+            units.append(options.unit)
+        elif unit and scale_to_uv(unit) is not None:
+            units.append(unit)
+        elif lab == options.trigger_channel:
+            units.append(unit or "")
+        else:
+            units.append(unit or "uV")
+    session = {"source_file": os.path.abspath(xdf_path), **(session or {})}
+    name = rec.emg_stream.get("name") or "emg"
+    name = name.replace("/", "_")
+    marker_name = (rec.marker_stream or {}).get("name", "")
+    with RecordWriter(record_path, overwrite=overwrite, subject=subject, session=session,
+                      params=params, marker_stream=marker_name) as w:
+        w.add_stream(name, channel_labels=rec.channel_labels, units=units,
+                     nominal_srate_hz=rec.sfreq_hz, stream_type="EMG",
+                     source_id=rec.emg_stream.get("source_id", ""),
+                     description=rec.description)
+        w.start()
+        step = max(1, int(chunk_s * rec.sfreq_hz))
+        for a in range(0, len(rec.timestamps), step):
+            w.append_samples(name, np.asarray(rec.data[a:a + step]), rec.timestamps[a:a + step])
+        if len(rec.marker_times):
+            w.append_markers(rec.marker_times, rec.marker_values)
+        if len(frame):
+            w.append_trials(frame)
+    return {"samples": len(rec.timestamps), "channels": len(rec.channel_labels),
+            "markers": len(rec.marker_times), "rows": len(frame),
+            "trials": int(frame["trial"].nunique()) if len(frame) else 0}
