@@ -26,6 +26,8 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/filters.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
