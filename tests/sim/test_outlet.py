@@ -245,3 +245,18 @@ def test_cli_bad_arguments():
            "--duration", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=15, cwd=ROOT)
     assert res.returncode == 2 and "--isi" in res.stderr
+
+
+def test_voluntary_contractions_are_scheduled_and_recorded():
+    from dataclasses import replace
+
+    subject = VirtualSubject.from_preset("healthy", seed=2)
+    subject = VirtualSubject(subject.hemispheres, seed=2, name="busy", emg=replace(
+        subject.emg, contraction_rate_per_min=120.0, contraction_duration_s=(0.2, 0.3)))
+    with SimulatedAmplifier(subject, source_id=_sid(), markers=False) as amp:
+        time.sleep(2.0)
+        episodes = list(amp.contractions)
+    assert len(episodes) >= 1
+    for e in episodes:
+        assert 0.19 <= e["stop_s"] - e["start_s"] <= 0.31
+        assert e["channels"] in (["FDI_R", "APB_R", "ADM_R"], ["FDI_L", "APB_L", "ADM_L"])
