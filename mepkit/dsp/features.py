@@ -23,16 +23,25 @@ def reason_names(codes: np.ndarray) -> np.ndarray:
 def _lowpass(sfreq_hz: float, cutoff_hz: float | None) -> tuple[np.ndarray, np.ndarray]:
     key = (sfreq_hz, cutoff_hz)
     if key not in _LP_CACHE:
-        from scipy import signal
-
-        from mepkit.dsp.filters import design_lowpass
-
-        sos = None if cutoff_hz is None else design_lowpass(sfreq_hz, cutoff_hz)
-        if sos is None:
+        if cutoff_hz is None or cutoff_hz >= 0.45 * sfreq_hz:
             _LP_CACHE[key] = (np.zeros((0, 6)), np.zeros((0, 2)))
         else:
-            _LP_CACHE[key] = (np.ascontiguousarray(sos), np.ascontiguousarray(signal.sosfilt_zi(sos)))
+            _LP_CACHE[key] = butter2_lowpass(sfreq_hz, cutoff_hz)
     return _LP_CACHE[key]
+
+
+def butter2_lowpass(sfreq_hz: float, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """2nd-order Butterworth low-pass (bilinear, pre-warped) as one SOS row, and its
+    steady-state state for a unit input; equal to ``scipy.signal.butter(2, ...,
+    output='sos')`` and ``sosfilt_zi`` without importing scipy.signal (~0.7 s)."""
+    k = np.tan(np.pi * cutoff_hz / sfreq_hz)
+    norm = 1.0 / (1.0 + np.sqrt(2.0) * k + k * k)
+    b0 = k * k * norm
+    a1 = 2.0 * (k * k - 1.0) * norm
+    a2 = (1.0 - np.sqrt(2.0) * k + k * k) * norm
+    sos = np.array([[b0, 2.0 * b0, b0, 1.0, a1, a2]])
+    zi = np.array([[3.0 * b0 - a1 - a2, b0 - a2]])
+    return sos, zi
 
 
 def measure_epochs(

@@ -89,3 +89,13 @@ def test_bad_inputs_say_what():
     with pytest.raises(ValueError, match="sfreq_hz"):
         design_bandpass(-1, (20, 100))
     assert design_lowpass(1000.0, 2000.0) is None
+
+
+@pytest.mark.parametrize("fs, fc", [(5000.0, 2000.0), (20000.0, 2000.0), (2000.0, 500.0)])
+def test_closed_form_butterworth_equals_scipy(fs, fc):
+    from mepkit.dsp.features import butter2_lowpass
+
+    sos, zi = butter2_lowpass(fs, fc)
+    ref = signal.butter(2, fc, fs=fs, output="sos")
+    np.testing.assert_allclose(sos, ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(zi, signal.sosfilt_zi(ref), rtol=1e-10, atol=1e-12)
