@@ -80,7 +80,9 @@ def make_sample_session(path: str | os.PathLike, *, n_trials: int = 24, seed: in
                   time_series=markers, time_stamps=stim_s - marker_clock_offset_s,
                   source_id="mepkit-sample-markers", clock_offsets=offsets),
     ]
-    write_xdf(path, streams)
+    import datetime as _dt
+
+    write_xdf(path, streams, recording_datetime=_dt.datetime(2026, 1, 5, 9, 0, tzinfo=_dt.timezone.utc))
     rows = []
     for k, g in enumerate(truth):
         for c, name in enumerate(SAMPLE_CHANNELS):

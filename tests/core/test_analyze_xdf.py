@@ -256,3 +256,13 @@ def test_cli_ttl_channel_and_marker_filter(tmp_path):
     r = cli("analyze", str(xdf), "--marker-filter", "^nothing$", "-o", str(mk_out))
     assert r.returncode == 0
     assert len(pd.read_csv(mk_out)) == 0
+
+
+def test_sample_data_is_made_by_the_script(tmp_path):
+    from conftest import SAMPLE_XDF
+
+    out = tmp_path / "again.xdf"
+    make_sample_session(out, truth_csv=tmp_path / "again_truth.csv")
+    assert out.read_bytes() == SAMPLE_XDF.read_bytes()
+    assert (tmp_path / "again_truth.csv").read_text() == \
+        SAMPLE_XDF.with_name("sample_session_truth.csv").read_text()
