@@ -198,16 +198,21 @@ def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float
     with open_record(rec) as r:
         t = r.trials
         trials = t.drop_duplicates("trial")[["stim_time_s", "available_s", "reject_reason"]]
-    by_stim = {round(float(s), 6): (float(av), str(rr)) for s, av, rr in trials.itertuples(
-        index=False)}
+    stim = trials["stim_time_s"].to_numpy(dtype=float)
+    order = np.argsort(stim)
+    stim, avail = stim[order], trials["available_s"].to_numpy(dtype=float)[order]
+    reason = trials["reject_reason"].to_numpy()[order]
     fl = np.load(floor_log)
     lat, floor_lat, missed = [], [], 0
     for e in log:
-        hit = by_stim.get(round(e["stim_ts"], 6))
-        if hit is None or hit[1] == "invalid" or not math.isfinite(hit[0]):
+        # markers are mapped onto the EMG clock with time corrections (µs on one machine)
+        k = int(np.searchsorted(stim, e["stim_ts"]))
+        near = [j for j in (k - 1, k) if 0 <= j < stim.size
+                and abs(stim[j] - e["stim_ts"]) < 1e-3]
+        if not near or reason[near[0]] == "invalid" or not math.isfinite(avail[near[0]]):
             missed += 1
         else:
-            lat.append(hit[0] - e["pushed"])
+            lat.append(avail[near[0]] - e["pushed"])
         k = int(np.searchsorted(fl["last"], e["complete_ts"], side="left"))
         if k < len(fl["last"]) and fl["first"][k] <= e["complete_ts"] + 1e-9:
             floor_lat.append(fl["t"][k] - e["pushed"])

@@ -1,0 +1,199 @@
+"""``mepkit record`` end to end: a real outlet process, the CLI in another, the HDF5 record."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pylsl")
+
+from live_outlet import new_source_id, read_truth, start_outlet, stop_process, wait_until  # noqa: E402
+
+from mepkit.records import open_record  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def record_cmd(out, sid, name, *extra):
+    return [sys.executable, "-m", "mepkit_cli.main", "record", "--emg", name,
+            "--markers", f"{name}-m", "--source-id", sid, "--marker-source-id",
+            f"{sid}-markers", "-o", str(out), *extra]
+
+
+def run_record(cmd, timeout=45):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def trials_by_pulse(rec):
+    t = rec.trials
+    out = {}
+    for trial, g in t.groupby("trial"):
+        out[int(trial)] = g.sort_values("channel")
+    return out
+
+
+def test_record_end_to_end_matches_ground_truth(tmp_path):
+    sid = new_source_id()
+    name = f"e2e-{sid[-8:]}"
+    truth = tmp_path / "truth.jsonl"
+    out = tmp_path / "s.h5"
+    outlet = start_outlet(truth, sid, "--duration", "7", "--channels", "4", "--seed", "5",
+                          name=name, markers_name=f"{name}-m")
+    try:
+        res = run_record(record_cmd(out, sid, name, "--duration", "9", "--subject", "S07"))
+    finally:
+        stop_process(outlet)
+    assert res.returncode == 0, res.stderr[-3000:]
+    start, pulses, done = read_truth(truth)
+    assert done is not None, "the outlet did not finish within the recording"
+    assert "trials:" in res.stdout and "p50" in res.stdout and str(out) in res.stdout
+    with open_record(out) as rec:
+        assert rec.closed_cleanly and rec.subject["identifier"] == "S07"
+        st = rec.streams[name]
+        data, ts = st.read()
+        # every sample, contiguous, exactly the pushed timestamps
+        assert data.shape == (done["samples"], 4)
+        np.testing.assert_allclose(ts, start["t0"] + np.arange(done["samples"]) / 5000.0,
+                                   atol=1e-9)
+        times, values = rec.markers
+        assert len(values) == len(pulses)
+        np.testing.assert_allclose(times, [p["time_s"] for p in pulses], atol=1e-4)
+        t = rec.trials
+        assert t["trial"].nunique() == len(pulses)
+        assert {"available_s", "last_sample_s"} <= set(t.columns)
+        assert np.all(t["available_s"] >= t["last_sample_s"] - 1e-3)
+        by = trials_by_pulse(rec)
+    agree = total = 0
+    for k, p in enumerate(pulses):
+        g = by[k]
+        assert g["stim_time_s"].iloc[0] == pytest.approx(p["time_s"], abs=1e-4)
+        for c, ch in enumerate(start["channels"]):
+            row = g[g["channel"] == ch].iloc[0]
+            assert not row["rejected"], row["reject_reason"]
+            amp = p["amplitude_uv"][c]
+            if amp >= 200:
+                assert row["amplitude_uv"] == pytest.approx(amp, rel=0.10)
+                assert abs(row["latency_ms"] - p["latency_ms"][c]) <= 1.0
+            if amp < 25 or amp > 100:
+                total += 1
+                agree += bool(row["detected"]) == (amp > 100)
+    assert total >= 80
+    assert agree / total >= 0.98, f"detection agreement {agree}/{total}"
+
+
+def test_outlet_restart_is_rejoined_and_outage_recorded(tmp_path):
+    sid = new_source_id()
+    name = f"restart-{sid[-8:]}"
+    truth_a, truth_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    out = tmp_path / "r.h5"
+    a = start_outlet(truth_a, sid, "--duration", "30", "--seed", "1", name=name,
+                     markers_name=f"{name}-m")
+    rec = subprocess.Popen(record_cmd(out, sid, name, "--duration", "11"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = None
+    try:
+        wait_until(lambda: read_truth(truth_a)[0], 20, "outlet A to start pushing")
+        wait_until(lambda: len(read_truth(truth_a)[1]) >= 5, 10, "pulses from outlet A")
+        stop_process(a)  # killed mid-session
+        time.sleep(1.0)
+        b = start_outlet(truth_b, sid, "--duration", "3", "--seed", "2", name=name,
+                         markers_name=f"{name}-m")
+        wait_until(lambda: read_truth(truth_b)[2], 25, "outlet B to finish")
+        stdout, stderr = rec.communicate(timeout=30)
+    finally:
+        stop_process(rec)
+        stop_process(a)
+        stop_process(b)
+    assert rec.returncode == 0, stderr[-3000:]
+    start_b, pulses_b, done_b = read_truth(truth_b)
+    _, pulses_a, _ = read_truth(truth_a)
+    with open_record(out) as r:
+        assert r.closed_cleanly
+        ev = r.events
+        outage = ev[ev["kind"] == "outage"]
+        assert len(outage) == 1, ev
+        import json
+
+        detail = json.loads(outage["detail"].iloc[0])
+        assert detail["samples_missing"] > 5000 * 0.8  # about a second or more missing
+        assert detail["end_s"] == pytest.approx(start_b["t0"], abs=1e-6)
+        _, ts = r.streams[name].read()
+        assert np.sum(ts >= start_b["t0"] - 1e-9) == done_b["samples"]
+        t = r.trials
+        after = t[t["stim_time_s"] >= start_b["t0"]]
+        assert after["trial"].nunique() == len(pulses_b) > 3
+        assert not after["rejected"].any()
+        for p in pulses_b:
+            g = after[np.isclose(after["stim_time_s"], p["time_s"], atol=1e-4)]
+            for c, amp in enumerate(p["amplitude_uv"]):
+                if amp >= 200:
+                    assert g.iloc[c]["amplitude_uv"] == pytest.approx(amp, rel=0.10)
+        before = t[t["stim_time_s"] < start_b["t0"]]
+        assert before["trial"].nunique() >= 5
+    assert "outages 1" in stdout
+
+
+def test_sigint_closes_the_record_cleanly(tmp_path):
+    sid = new_source_id()
+    name = f"sigint-{sid[-8:]}"
+    truth = tmp_path / "truth.jsonl"
+    out = tmp_path / "i.h5"
+    outlet = start_outlet(truth, sid, "--duration", "30", name=name, markers_name=f"{name}-m")
+    rec = subprocess.Popen(record_cmd(out, sid, name), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(read_truth(truth)[1]) >= 6, 25, "pulses")
+        time.sleep(0.3)
+        rec.send_signal(signal.SIGINT)
+        stdout, stderr = rec.communicate(timeout=20)
+    finally:
+        stop_process(rec)
+        stop_process(outlet)
+    assert rec.returncode == 0, stderr[-3000:]
+    assert "record closed" in stderr and str(out) in stdout
+    with open_record(out) as r:
+        assert r.closed_cleanly
+        assert r.trials["trial"].nunique() >= 5
+        assert r.streams[name].n_samples > 5000
+        assert "stop" in set(r.events["kind"])
+
+
+def test_record_errors_are_one_line(tmp_path):
+    sid = new_source_id()
+    name = f"err-{sid[-8:]}"
+    outlet = start_outlet(tmp_path / "t.jsonl", sid, "--duration", "30", "--type", "EEG",
+                          name=name, markers_name=f"{name}-m")
+    try:
+        wait_until(lambda: __import__("pylsl").resolve_byprop("source_id", sid, 1, 0.5), 10,
+                   "the outlet")
+        res = run_record(record_cmd(tmp_path / "x.h5", sid, f"missing-{sid}",
+                                    "--resolve-timeout", "0.5"))
+        assert res.returncode != 0
+        assert "no LSL stream with name=" in res.stderr and name in res.stderr
+        assert "Traceback" not in res.stderr
+        res = run_record(record_cmd(tmp_path / "y.h5", sid, name, "--resolve-timeout", "3"))
+        assert res.returncode != 0 and "--emg-type EEG" in res.stderr
+        assert "Traceback" not in res.stderr
+        res = run_record([sys.executable, "-m", "mepkit_cli.main", "record", "--emg", name,
+                          "-o", str(tmp_path / "z.h5")])
+        assert res.returncode == 2 and "no source of pulses" in res.stderr
+    finally:
+        stop_process(outlet)
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo.h5"
+    res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "demo", "--quick", "-o",
+                          str(out)], capture_output=True, text=True, timeout=50, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    if "analysing the sample recording instead" in res.stderr:  # no simulator yet
+        assert "trials x" in res.stdout
+        return
+    assert f"the record is {out}" in res.stdout
+    with open_record(out) as r:
+        assert r.closed_cleanly and r.trials["trial"].nunique() >= 5
