@@ -65,9 +65,9 @@ def format_info(record: Record) -> str:
         if {"channel", "amplitude_uv"} <= set(t.columns):
             ok = t[~t["rejected"].astype(bool)] if "rejected" in t else t
             med = ok.groupby("channel", sort=False)["amplitude_uv"].median()
-            out.append("    median amplitude: " + ", ".join(
+            out.append("    median amplitude (accepted): " + ", ".join(
                 f"{ch} {v:.0f} µV" for ch, v in med.items()) if len(med) else
-                "    median amplitude: no accepted trials")
+                "    median amplitude (accepted): no accepted trials")
         if {"available_s", "last_sample_s"} <= set(t.columns):
             lat = (t["available_s"] - t["last_sample_s"]).to_numpy(dtype=float) * 1e3
             lat = lat[np.isfinite(lat)]

@@ -78,7 +78,7 @@ class RecordStream:
         stop = max(stop, start)
         try:
             return self._data_ds[start:stop], self._ts_ds[start:stop]
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise FileFormatError(f"{self._record.path}: stream {self.name!r}: cannot read "
                                   f"samples {start}..{stop}: {exc}") from None
 
@@ -95,7 +95,7 @@ class RecordStream:
         if self._timestamps is None:
             try:
                 self._timestamps = self._ts_ds[: self.n_samples]
-            except (OSError, ValueError) as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 raise FileFormatError(f"{self._record.path}: stream {self.name!r}: cannot read "
                                       f"timestamps: {exc}") from None
         return self._timestamps
@@ -172,7 +172,7 @@ class Record:
             for name, g in file["streams"].items():
                 try:
                     self.streams[name] = RecordStream(self, name, g)
-                except (KeyError, OSError, ValueError) as exc:
+                except (KeyError, OSError, RuntimeError, ValueError) as exc:
                     self.warnings.append(f"stream {name!r} is damaged and was skipped: {exc}")
         m = self._table("markers")
         self.markers = Markers(np.asarray(m.get("time_s", np.empty(0)), dtype=np.float64),
@@ -222,7 +222,7 @@ class Record:
             return {}
         try:
             return _read_table(self._file[path])[0]
-        except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
             self.warnings.append(f"/{path} is damaged and was not read: {exc}")
             return {}
 
@@ -235,7 +235,7 @@ class Record:
             try:
                 cols, _ = _read_table(self._file["trials"])
                 return pd.DataFrame(cols)
-            except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
+            except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
                 self.warnings.append(f"trials table is damaged and was not read: {exc}")
         return pd.DataFrame({c: [] for c in TRIAL_COLUMNS})
 
@@ -289,29 +289,106 @@ def _check_signature(path: str) -> None:
     raise FileFormatError(f"{path}: {what} (a mepkit record is an HDF5 file)")
 
 
-def _open_h5(path: str) -> h5py.File:
+#: HDF5 metadata read attempts in SWMR mode. Retries cover a reader catching the writer
+#: mid-write; HDF5 backs off exponentially and its default (100) makes a truncated file
+#: hang for hours. 24 attempts give up after about 0.1 s.
+SWMR_READ_ATTEMPTS = 24
+
+
+def _hdf5_c_library() -> Any:
+    """The libhdf5 that h5py uses, via ctypes (None if it cannot be found)."""
+    import ctypes
+    import glob
+
+    candidates: list[str] = []
+    try:
+        with open("/proc/self/maps") as fh:
+            candidates += sorted({line.split()[-1] for line in fh
+                                  if "libhdf5" in line and "hl" not in line.split("/")[-1]})
+    except OSError:
+        pass
+    here = os.path.dirname(h5py.__file__)
+    candidates += glob.glob(os.path.join(here, os.pardir, "h5py.libs", "libhdf5-*"))
+    for cand in candidates:
+        try:
+            lib = ctypes.CDLL(cand)
+            lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _open_swmr(path: str) -> h5py.File:
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    lib = _hdf5_c_library()
+    if lib is not None:
+        lib.H5Pset_metadata_read_attempts(fapl.id, SWMR_READ_ATTEMPTS)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ,
+                        fapl=fapl)
+    return h5py.File(fid)
+
+
+def _stored_eof(path: str) -> int | None:
+    """End-of-file address in a version 2/3 superblock (what HDF5 last flushed)."""
+    with open(path, "rb") as fh:
+        head = fh.read(48)
+    if len(head) < 12 or head[:8] != _HDF5_SIGNATURE or head[8] not in (2, 3):
+        return None
+    size_o = head[9]
+    if size_o not in (2, 4, 8) or len(head) < 12 + 3 * size_o:
+        return None
+    base = int.from_bytes(head[12:12 + size_o], "little")
+    eof = int.from_bytes(head[12 + 2 * size_o:12 + 3 * size_o], "little")
+    return base + eof
+
+
+def _open_h5(path: str) -> tuple[h5py.File, list[str]]:
+    """Open for reading: plainly if closed (HDF5 checks truncation), else in SWMR mode."""
     deadline = time.monotonic() + OPEN_RETRY_S
     while True:
         try:
-            return h5py.File(path, "r", libver="latest", swmr=True)
-        except OSError as exc:
-            msg = str(exc)
-        try:  # not a SWMR-capable (latest-format) file: a plain read may work
-            return h5py.File(path, "r")
+            return h5py.File(path, "r"), []
         except OSError as exc:
             plain = str(exc)
-        low = (msg + " " + plain).lower()
-        if "already open for write" in low or "lock" in low:
-            if time.monotonic() < deadline:
+        low = plain.lower()
+        truncated = "truncated file" in low
+        if not truncated and "already open for write" not in low and "lock" not in low:
+            raise FileFormatError(f"{path}: damaged HDF5 file ({_short(plain)})") from None
+        try:  # being written by a SWMR writer, or its writer crashed
+            f = _open_swmr(path)
+        except (OSError, RuntimeError) as exc:
+            msg = str(exc).lower()
+            if ("already open for write" in msg or "lock" in msg) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.05)  # a writer is creating it and will switch to SWMR at once
                 continue
-            raise FileFormatError(
-                f"{path}: file is open for writing without SWMR, or its writer crashed before "
-                f"the record started (HDF5 status flag set; `h5clear -s` clears it)") from None
-        if "truncated" in low or "eof" in low or "end of allocation" in low:
-            raise FileFormatError(f"{path}: truncated or damaged HDF5 file ({_short(plain)})") \
-                from None
-        raise FileFormatError(f"{path}: damaged HDF5 file ({_short(msg)})") from None
+            if truncated:
+                raise FileFormatError(f"{path}: truncated file ({_short(plain)})") from None
+            if "already open for write" in msg or "lock" in msg:
+                raise FileFormatError(
+                    f"{path}: file is open for writing without SWMR, or its writer crashed "
+                    f"before the record started (HDF5 status flag set; `h5clear -s` clears "
+                    f"it)") from None
+            raise FileFormatError(f"{path}: truncated or damaged HDF5 file "
+                                  f"({_short(str(exc))})") from None
+        if truncated:
+            try:
+                closed = bool(f.attrs.get("closed_cleanly", True))
+            except (OSError, RuntimeError, KeyError):
+                closed = True
+            if closed:  # a finished file that lost its end: nothing to recover
+                f.close()
+                raise FileFormatError(f"{path}: truncated file ({_short(plain)})")
+        warnings = []
+        stored = _stored_eof(path)
+        size = os.path.getsize(path)
+        if stored is not None and size < stored:
+            warnings.append(f"file is {stored - size} bytes shorter than HDF5 last recorded "
+                            f"({size} < {stored}): it may be truncated; data past the end "
+                            f"reads as zeros or fails")
+        return f, warnings
 
 
 def _short(msg: str) -> str:
@@ -333,12 +410,12 @@ def open_record(path: str | os.PathLike) -> Record:
     if not os.path.exists(path):
         raise RecordNotFoundError(f"{path}: no such file")
     _check_signature(path)
-    f = _open_h5(path)
+    f, open_warnings = _open_h5(path)
     try:
         try:
             fmt = _s(f.attrs.get("mepkit_format", ""))
             version = f.attrs.get("format_version")
-        except (OSError, KeyError) as exc:
+        except (OSError, RuntimeError, KeyError) as exc:
             raise FileFormatError(f"{path}: damaged HDF5 file ({_short(str(exc))})") from None
         if fmt != FORMAT_NAME:
             raise FileFormatError(f"{path}: HDF5 file is not a mepkit record "
@@ -352,8 +429,10 @@ def open_record(path: str | os.PathLike) -> Record:
             raise FileFormatError(f"{path}: record format version {version} is newer than this "
                                   f"mepkit supports ({FORMAT_VERSION}); upgrade mepkit")
         try:
-            return Record(path, f)
-        except (OSError, KeyError, ValueError) as exc:
+            record = Record(path, f)
+            record.warnings.extend(open_warnings)
+            return record
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
             raise FileFormatError(f"{path}: damaged record ({_short(str(exc))})") from None
     except BaseException:
         f.close()
