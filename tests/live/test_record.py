@@ -197,3 +197,50 @@ def test_demo_quick(tmp_path):
     assert f"the record is {out}" in res.stdout
     with open_record(out) as r:
         assert r.closed_cleanly and r.trials["trial"].nunique() >= 5
+
+
+def test_record_virtual_subject_matches_ground_truth(tmp_path):
+    """The simulator's SimulatedAmplifier (in this process) recorded by ``mepkit record``."""
+    sim = pytest.importorskip("mepkit.sim.outlet")
+    sid = new_source_id()
+    name = f"virt-{sid[-8:]}"
+    out = tmp_path / "v.h5"
+    amp = sim.SimulatedAmplifier(sfreq_hz=5000.0, name=name, source_id=sid, seed=11)
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "mepkit_cli.main", "record", "--emg", name, "--markers",
+         amp.marker_name, "--source-id", sid, "--marker-source-id", amp.marker_source_id,
+         "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: amp._marker_outlet.have_consumers(), 25, "mepkit record to connect")
+        time.sleep(0.3)
+        rng = np.random.default_rng(3)
+        for intensity in rng.permutation(np.linspace(30, 85, 30)).round():
+            amp.fire(float(intensity))
+            time.sleep(0.25)
+        time.sleep(0.5)
+        rec.send_signal(signal.SIGINT)
+        stdout, stderr = rec.communicate(timeout=20)
+    finally:
+        stop_process(rec)
+        amp.stop()
+    assert rec.returncode == 0, stderr[-3000:]
+    agree = total = 0
+    with open_record(out) as r:
+        t = r.trials
+        assert t["trial"].nunique() == 30
+        for p in amp.pulses:
+            g = t[np.isclose(t["stim_time_s"], p.time_s, atol=1e-4)]
+            assert len(g) == len(p.truth["channels"])
+            for ch, amp_uv, lat in zip(p.truth["channels"], p.truth["amplitude_uv"],
+                                       p.truth["latency_ms"]):
+                row = g[g["channel"] == ch].iloc[0]
+                if row["rejected"]:
+                    continue  # e.g. a voluntary contraction before the pulse
+                if amp_uv >= 200:
+                    assert row["amplitude_uv"] == pytest.approx(amp_uv, rel=0.10)
+                    assert abs(row["latency_ms"] - lat) <= 1.0
+                if amp_uv < 25 or amp_uv > 100:
+                    total += 1
+                    agree += bool(row["detected"]) == (amp_uv > 100)
+    assert total >= 50
+    assert agree / total >= 0.98, f"detection agreement {agree}/{total}"
