@@ -340,7 +340,11 @@ class Pipeline:
         ready: list[tuple[_Pending, int]] = []
         invalid: list[_Pending] = []
         keep: list[_Pending] = []
-        for pend in self._pending:
+        horizon = self.last_time_s - self.params.post_ms / 1000.0
+        for n_seen, pend in enumerate(self._pending):
+            if pend.time_s > horizon:  # sorted: this and every later trigger must wait
+                keep.extend(self._pending[n_seen:])
+                break
             s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
             if s0 == 0 and dropped and pend.time_s < ts[0]:
                 self.n_late_triggers += 1
