@@ -130,9 +130,17 @@ def main(argv=None) -> int:
     from mepkit.dsp.features import measure_epochs
 
     t_kernel = timeit(lambda: measure_epochs(ep, args.sfreq, p, t0_ms=tmin_s * 1000))
+    import numba
+
+    n_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    t_one = timeit(lambda: mepkit.analyze_epochs(ep, args.sfreq, tmin_s))
+    numba.set_num_threads(n_threads)
     rows = [
-        ["mepkit.analyze_epochs (table)", f"{t_mep * 1e3:.1f}", f"{n_meas / t_mep:,.0f}",
-         f"{t_np / t_mep:.1f}x"],
+        [f"mepkit.analyze_epochs (table, {n_threads} threads)", f"{t_mep * 1e3:.1f}",
+         f"{n_meas / t_mep:,.0f}", f"{t_np / t_mep:.1f}x"],
+        ["mepkit.analyze_epochs (table, 1 thread)", f"{t_one * 1e3:.1f}",
+         f"{n_meas / t_one:,.0f}", f"{t_np / t_one:.1f}x"],
         ["mepkit kernel only", f"{t_kernel * 1e3:.1f}", f"{n_meas / t_kernel:,.0f}",
          f"{t_np / t_kernel:.1f}x"],
         ["NumPy/SciPy reference", f"{t_np * 1e3:.1f}", f"{n_meas / t_np:,.0f}", "1.0x"],

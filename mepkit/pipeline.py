@@ -365,24 +365,20 @@ class Pipeline:
         return out
 
     def _measure(self, ready, data, ts) -> list[Trial]:
-        from mepkit.dsp.features import measure_epochs, reason_names
+        from mepkit.dsp.features import measure_rows, reason_names
 
         n_tr = len(ready)
-        n_ch = len(self.channels)
         length = self._pre_n + self._post_n
-        epochs = np.zeros((n_tr, n_ch, length))
+        start = np.empty(n_tr, dtype=np.int64)
         t0 = np.empty(n_tr)
         first = np.zeros(n_tr, dtype=np.int64)
         gap = np.zeros(n_tr, dtype=bool)
         last_ts = np.empty(n_tr)
         for k, (pend, s0) in enumerate(ready):
-            a = s0 - self._pre_n
-            b = s0 + self._post_n
-            f = max(0, -a)
-            a = max(a, 0)
-            epochs[k, :, f:] = data[a:b].T
-            first[k] = f
-            seg = ts[a:b]
+            a = s0 - self._pre_n  # the epoch is rows a .. a+length of the ring view
+            start[k] = a
+            first[k] = max(0, -a)
+            seg = ts[max(a, 0):s0 + self._post_n]
             t_s0 = ts[s0]
             t0[k] = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
             d = np.diff(seg)
@@ -396,7 +392,8 @@ class Pipeline:
                                pend.index, pend.time_s)
             gap[k] = gapped
             last_ts[k] = seg[-1]
-        res = measure_epochs(epochs, self.sfreq_hz, self.params, t0_ms=t0, first=first, gap=gap)
+        res = measure_rows(data, start, length, self.sfreq_hz, self.params, t0_ms=t0,
+                           first=first, gap=gap)
         reasons = reason_names(res["reject_code"])
         trials = []
         for k, (pend, _) in enumerate(ready):

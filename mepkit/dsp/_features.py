@@ -12,7 +12,7 @@ background RMS.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from mepkit.config import JIT
 
@@ -81,7 +81,10 @@ def _fill_basis(basis, lo, hi, t0, dt_ms, n_basis, line_freq_hz):
 
 @njit(**JIT)
 def measure_epochs(
-    epochs,  # (n_trials, n_channels, n_samples) float64, µV (read only)
+    src,  # (n_rows, n_channels) float64, µV, sample-major (read only)
+    start,  # (n_trials,) int64: row of src holding epoch sample 0 (may be < 0, see first)
+    src3,  # (n_trials, n_channels, n_samples) epochs; when it has trials, read instead of src
+    n_samples,  # samples per epoch
     t0_ms,  # (n_trials,) time of sample 0 relative to the stimulus
     first,  # (n_trials,) int64: samples before this index are absent
     gap,  # (n_trials,) bool: a timestamp gap inside the epoch
@@ -97,10 +100,16 @@ def measure_epochs(
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
     detected, reject,  # outputs (n_trials, n_channels)
 ):
-    """Measure every trial and channel. Channels of a trial are processed together
-    (sample-major scratch, channel-minor inner loops) so the recurrences of different
-    channels overlap and the per-sample loops vectorise."""
-    n_trials, n_channels, n_samples = epochs.shape
+    """Measure every trial and channel.
+
+    Epoch ``tr`` is rows ``start[tr] + i`` of ``src`` for ``i`` in ``first[tr]..n_samples``
+    (a live ring buffer is measured in place, without copying epochs out of it), or
+    ``src3[tr, :, i]`` when ``src3`` holds the trials (epochs as exported). Channels of
+    a trial are processed together (channel-minor inner loops) so the recurrences of
+    different channels overlap and the per-sample loops vectorise."""
+    from_rows = src3.shape[0] == 0
+    n_trials = start.shape[0] if from_rows else src3.shape[0]
+    n_channels = src.shape[1] if from_rows else src3.shape[1]
     nyq_hz = 500.0 / dt_ms
     max_basis = 2 + 2 * n_harmonics
     basis = np.empty((n_samples, max_basis))
@@ -176,23 +185,32 @@ def measure_epochs(
             c_hi = hi
             c_nb = n_basis
             c_b0 = b0
-        # ---- copy the samples used (sample-major) and check them
+        # ---- copy the samples used and check them
         c0 = max(f0, min(lo, a0) - 1)
         c1 = min(n_samples, max(hi, a1 + 1))
-        for ch in range(n_channels):
-            src = epochs[tr, ch]
-            ok = True
+        if from_rows:
+            row0 = start[tr]
             for i in range(c0, c1):
-                v = src[i]
-                x[i, ch] = v
-                if i >= lo and i < hi and not math.isfinite(v):
-                    ok = False
-            valid[ch] = ok
+                for ch in range(n_channels):
+                    x[i, ch] = src[row0 + i, ch]
+        else:
+            for ch in range(n_channels):
+                for i in range(c0, c1):
+                    x[i, ch] = src3[tr, ch, i]
+        # NaN and inf propagate through v * 0.0 (inf * 0 is NaN): branch-free, vectorises
+        for ch in range(n_channels):
+            acc[ch] = 0.0
+        for i in range(lo, hi):
+            for ch in range(n_channels):
+                acc[ch] += x[i, ch] * 0.0
+        for ch in range(n_channels):
+            valid[ch] = acc[ch] == 0.0
+        for ch in range(n_channels):
             # clipping: a run of equal samples at the response window's extreme
             top = -np.inf
             bot = np.inf
             for i in range(r0, r1):
-                v = src[i]
+                v = x[i, ch]
                 if v > top:
                     top = v
                 if v < bot:
@@ -201,8 +219,8 @@ def measure_epochs(
             clip = False
             if top > bot:
                 for i in range(r0 + 1, r1):
-                    v = src[i]
-                    if v == src[i - 1] and (v == top or v == bot):
+                    v = x[i, ch]
+                    if v == x[i - 1, ch] and (v == top or v == bot):
                         run += 1
                         if run >= clip_run:
                             clip = True
@@ -216,15 +234,17 @@ def measure_epochs(
                 right = a1
                 if left < f0 and right < n_samples:
                     for i in range(a0, a1):
-                        x[i, ch] = src[right]
+                        x[i, ch] = x[right, ch]
                 elif right >= n_samples and left >= f0:
                     for i in range(a0, a1):
-                        x[i, ch] = src[left]
+                        x[i, ch] = x[left, ch]
                 elif left >= f0 and right < n_samples:
                     span = right - left
+                    xl = x[left, ch]
+                    xr = x[right, ch]
                     for i in range(a0, a1):
                         w = (i - left) / span
-                        x[i, ch] = (1.0 - w) * src[left] + w * src[right]
+                        x[i, ch] = (1.0 - w) * xl + w * xr
         # ---- baseline, drift and mains: fit on the background, subtract where used
         if nb >= 2 and solved:
             for p in range(n_basis):
@@ -359,3 +379,27 @@ def measure_epochs(
             elif not (bg <= background_limit_uv):
                 reason = BACKGROUND
             reject[tr, ch] = reason
+
+
+@njit(parallel=True, **JIT)
+def measure_epochs_parallel(
+    n_blocks, src, start, src3, n_samples, t0_ms, first, gap, dt_ms,
+    resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms, art_hi_ms,
+    line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
+    detection_uv, background_limit_uv, onset_sd, clip_run,
+    amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms, detected, reject,
+):
+    """:func:`measure_epochs` over ``n_blocks`` blocks of trials on the numba thread pool
+    (epochs as ``src3``; each block writes its own rows of the outputs)."""
+    n_trials = src3.shape[0]
+    for b in prange(n_blocks):
+        lo = b * n_trials // n_blocks
+        hi = (b + 1) * n_trials // n_blocks
+        if hi > lo:
+            measure_epochs(
+                src, start[lo:hi], src3[lo:hi], n_samples, t0_ms[lo:hi], first[lo:hi],
+                gap[lo:hi], dt_ms, resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms,
+                art_hi_ms, line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
+                detection_uv, background_limit_uv, onset_sd, clip_run,
+                amplitude_uv[lo:hi], latency_ms[lo:hi], area_uv_ms[lo:hi],
+                background_rms_uv[lo:hi], peak_time_ms[lo:hi], detected[lo:hi], reject[lo:hi])

@@ -6,7 +6,7 @@ import numpy as np
 
 from mepkit.params import REJECT_REASONS, Params
 
-__all__ = ["measure_epochs", "reason_names", "FEATURES"]
+__all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES"]
 
 #: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
 FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
@@ -76,12 +76,35 @@ def measure_epochs(
         ``FEATURES`` arrays (n_trials, n_channels) plus ``detected`` (bool) and
         ``reject_code`` (int, see :func:`reason_names`).
     """
-    from mepkit.dsp import _features
-
-    x = np.ascontiguousarray(epochs_uv, dtype=np.float64)
+    x = np.asarray(epochs_uv)
     if x.ndim != 3:
         raise ValueError(f"epochs must have shape (n_trials, n_channels, n_samples), got {x.shape}")
-    n_trials, n_channels, _ = x.shape
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    n_trials, n_channels, n_samples = x.shape
+    return _run(np.zeros((0, n_channels)), np.zeros(n_trials, dtype=np.int64), x, n_samples,
+                sfreq_hz, params, t0_ms, first, gap)
+
+
+def measure_rows(src: np.ndarray, start: np.ndarray, n_samples: int, sfreq_hz: float,
+                 params: Params, *, t0_ms, first=0, gap=False) -> dict[str, np.ndarray]:
+    """Measure epochs that are row ranges of a sample-major array (no copies).
+
+    ``src`` is (n_rows, n_channels) float64 C-contiguous (e.g. a ring-buffer view);
+    epoch ``k`` is rows ``start[k] + i`` for ``i`` in ``first[k]..n_samples``.
+    Returns the same dict as :func:`measure_epochs`.
+    """
+    src = np.ascontiguousarray(src, dtype=np.float64)
+    if src.ndim != 2:
+        raise ValueError(f"src must have shape (n_rows, n_channels), got {src.shape}")
+    return _run(src, np.ascontiguousarray(start, dtype=np.int64), np.zeros((0, src.shape[1], 0)),
+                int(n_samples), sfreq_hz, params, t0_ms, first, gap)
+
+
+def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap):
+    from mepkit.dsp import _features
+
+    n_trials = len(start)
+    n_channels = src.shape[1]
     t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_trials,)))
     first_a = np.ascontiguousarray(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_trials,)))
     gap_a = np.ascontiguousarray(np.broadcast_to(np.asarray(gap, dtype=np.bool_), (n_trials,)))
@@ -89,8 +112,9 @@ def measure_epochs(
     out = {name: np.empty((n_trials, n_channels)) for name in FEATURES}
     detected = np.zeros((n_trials, n_channels), dtype=np.bool_)
     reject = np.zeros((n_trials, n_channels), dtype=np.int64)
-    _features.measure_epochs(
-        x, t0, first_a, gap_a, 1000.0 / float(sfreq_hz),
+    args = (
+        src, start, src3, int(n_samples), t0, first_a, gap_a,
+        1000.0 / float(sfreq_hz),
         params.response_window_ms[0], params.response_window_ms[1],
         params.background_window_ms[0], params.background_window_ms[1],
         params.artifact_window_ms[0], params.artifact_window_ms[1],
@@ -101,6 +125,13 @@ def measure_epochs(
         out["amplitude_uv"], out["latency_ms"], out["area_uv_ms"],
         out["background_rms_uv"], out["peak_time_ms"], detected, reject,
     )
+    # many exported epochs: spread blocks of trials over the cores; live trials: one call
+    if src3.shape[0] >= 64:
+        import numba
+
+        _features.measure_epochs_parallel(4 * numba.get_num_threads(), *args)
+    else:
+        _features.measure_epochs(*args)
     out["detected"] = detected
     out["reject_code"] = reject
     return out
