@@ -185,6 +185,20 @@ class Pipeline:
         from mepkit.dsp import _triggers
 
         self._k = _triggers
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load (or compile) every kernel now, so the first pulse is not measured late."""
+        from mepkit.dsp.features import measure_rows
+
+        n_ch = len(self.channels)
+        empty = np.zeros((0, n_ch))
+        self._k.ring_write(np.zeros((2, n_ch)), np.zeros(2), 0, 1, empty, np.zeros(0))
+        self._k.ttl_rising_edges(np.zeros(0), 0.5, 1.0, np.array([-1.0, 0.0]), self._edges)
+        self._k.artifact_onsets(empty, 1.0, 1.0, np.zeros(1), np.zeros(n_ch), self._edges)
+        length = self._pre_n + self._post_n
+        measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
+                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms)
 
     # ------------------------------------------------------------------ triggers
     def add_trigger(self, time_s: float, marker: Any = None) -> int:
