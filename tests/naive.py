@@ -80,7 +80,8 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
                         w = 2 * np.pi * k * f * tt * 1e-3
                         cols += [np.cos(w), np.sin(w)]
         design = np.stack(cols, axis=1)
-        coef, *_ = np.linalg.lstsq(design[b0:b1], x[b0:b1], rcond=None)
+        step = max(1, int(round(sfreq_hz / 5000.0)))  # fit rate <= 5 kHz, as the kernel
+        coef, *_ = np.linalg.lstsq(design[b0:b1:step], x[b0:b1:step], rcond=None)
         x[lo:hi] -= design[lo:hi] @ coef
     elif nb == 1:
         x[lo:hi] -= x[b0]

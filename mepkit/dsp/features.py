@@ -11,6 +11,10 @@ __all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES"]
 #: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
 FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
 
+#: Samples x channels of a live trial above which its channels are split over the cores
+#: (64 channels at 20 kHz: yes; 16 channels at 5 kHz: no, thread wake-up costs more).
+PARALLEL_MIN_WORK = 100_000
+
 _REASONS = np.array(("",) + REJECT_REASONS, dtype=object)
 _LP_CACHE: dict = {}
 
@@ -130,6 +134,10 @@ def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap):
         import numba
 
         _features.measure_epochs_parallel(4 * numba.get_num_threads(), *args)
+    elif src3.shape[0] == 0 and n_channels >= 16 and n_channels * n_samples >= PARALLEL_MIN_WORK:
+        import numba
+
+        _features.measure_channels_parallel(numba.get_num_threads(), *args)
     else:
         _features.measure_epochs(*args)
     out["detected"] = detected
