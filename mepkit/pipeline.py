@@ -152,7 +152,10 @@ class Pipeline:
         self.dt_ms = 1000.0 / self.sfreq_hz
         p = self.params
         self._pre_n = int(math.ceil(p.pre_ms / self.dt_ms)) + 1
-        self._post_n = int(math.ceil(p.post_ms / self.dt_ms)) + 2
+        # samples from the stimulus sample through the last one the windows use: the
+        # stimulus falls within one period before its sample, so the window end is at most
+        # floor(post_ms / dt) samples after it
+        self._post_n = int(math.floor(p.post_ms / self.dt_ms + 1e-9)) + 1
         self._gap_s = (self.dt_ms + p.gap_tolerance_ms) / 1000.0
         need = self._pre_n + self._post_n
         self.capacity = max(int(math.ceil(buffer_s * self.sfreq_hz)), 4 * need)

@@ -137,7 +137,11 @@ def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap):
     elif src3.shape[0] == 0 and n_channels >= 16 and n_channels * n_samples >= PARALLEL_MIN_WORK:
         import numba
 
-        _features.measure_channels_parallel(numba.get_num_threads(), *args)
+        n_threads = numba.get_num_threads()
+        if n_threads > 1:
+            _features.measure_channels_parallel(n_threads, *args)
+        else:
+            _features.measure_epochs(*args)
     else:
         _features.measure_epochs(*args)
     out["detected"] = detected
