@@ -464,23 +464,14 @@ class LiveSession:
         while not stop.is_set():
             now = clock()
             emg.refresh_time_correction(now=now)
-            got = False
             check = False
             if mk is not None:
                 mk.refresh_time_correction(now=now)
-                mt, mv = mk.pull()
-                if len(mv):
-                    got = check = True
-                    mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
-                    pipe.add_markers(mt_emg, mv)
-                    self._n_markers += len(mv)
-                    if self.writer is not None:
-                        self._rec_markers.extend(zip(mt_emg.tolist(), mv))
+                check = self._take_markers() > 0
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
             trials = None
             if ts.shape[0]:
-                got = True
                 if gaps:
                     self._on_gaps(gaps)
                 trials = pipe.push(data, ts)
@@ -495,13 +486,7 @@ class LiveSession:
         # stopped: drain what already arrived, then finish
         data, ts, gaps = emg.pull()
         if mk is not None:
-            mt, mv = mk.pull()
-            if len(mv):
-                mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
-                pipe.add_markers(mt_emg, mv)
-                self._n_markers += len(mv)
-                if self.writer is not None:
-                    self._rec_markers.extend(zip(mt_emg.tolist(), mv))
+            self._take_markers()
         if ts.shape[0]:
             if gaps:
                 self._on_gaps(gaps)
@@ -510,6 +495,18 @@ class LiveSession:
                 self._raw.append((data.copy(), ts))
             if trials:
                 self._deliver(trials, emg.to_emg_clock(clock()))
+
+    def _take_markers(self) -> int:
+        """Pull the markers that arrived, map them onto the EMG clock, hand them over."""
+        mk, emg = self.marker_inlet, self.emg
+        mt, mv = mk.pull()
+        if len(mv):
+            mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
+            self.pipeline.add_markers(mt_emg, mv)
+            self._n_markers += len(mv)
+            if self.writer is not None:
+                self._rec_markers.extend(zip(mt_emg.tolist(), mv))
+        return len(mv)
 
     def _on_gaps(self, gaps: Sequence[Any]) -> None:
         for g in gaps:

@@ -50,6 +50,19 @@ def _cholesky(a, lower):
 
 
 @njit(**JIT)
+def _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
+                 peak_time_ms, detected, reject):
+    """No numbers for an invalid trial/channel: NaN features, not detected, INVALID."""
+    amplitude_uv[tr, ch] = np.nan
+    latency_ms[tr, ch] = np.nan
+    area_uv_ms[tr, ch] = np.nan
+    background_rms_uv[tr, ch] = np.nan
+    peak_time_ms[tr, ch] = np.nan
+    detected[tr, ch] = False
+    reject[tr, ch] = INVALID
+
+
+@njit(**JIT)
 def _chol_solve_col(lower, n, b, col):
     """Solve (L L^T) x = b[:n, col] in place."""
     for i in range(n):
@@ -155,13 +168,8 @@ def measure_epochs(
         hi = r1
         if hi <= lo or r1 <= r0:
             for ch in range(n_channels):
-                amplitude_uv[tr, ch] = np.nan
-                latency_ms[tr, ch] = np.nan
-                area_uv_ms[tr, ch] = np.nan
-                background_rms_uv[tr, ch] = np.nan
-                peak_time_ms[tr, ch] = np.nan
-                detected[tr, ch] = False
-                reject[tr, ch] = INVALID
+                _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
+                             peak_time_ms, detected, reject)
             continue
         # ---- regression design over the background window
         n_basis = 1
@@ -330,13 +338,8 @@ def measure_epochs(
                     peak_i[ch] = i
         for ch in range(n_channels):
             if not valid[ch]:
-                amplitude_uv[tr, ch] = np.nan
-                latency_ms[tr, ch] = np.nan
-                area_uv_ms[tr, ch] = np.nan
-                background_rms_uv[tr, ch] = np.nan
-                peak_time_ms[tr, ch] = np.nan
-                detected[tr, ch] = False
-                reject[tr, ch] = INVALID
+                _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
+                             peak_time_ms, detected, reject)
                 continue
             bg = math.sqrt(acc[ch] / nb) if nb > 0 else np.nan
             amp = hi_v[ch] - lo_v[ch]
