@@ -524,13 +524,17 @@ class LiveSession:
     def _deliver(self, trials: Sequence[Any], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
+        # A new inlet first receives the outlet's buffered history: trials measured from
+        # samples pushed before the session started were never live, so they stay out of
+        # the live latency figures (their available_s in the record still tells the truth).
+        live_from_s = self.emg.to_emg_clock(self.started_local_s)
         with self._lock:
             for t in trials:
                 self._n_trials += 1
                 det = bool(np.any(t.detected & ~t.rejected))
                 self._n_detected += int(det)
                 self._n_rejected += int(bool(np.all(t.rejected)))
-                if math.isfinite(t.last_sample_s):
+                if math.isfinite(t.last_sample_s) and t.last_sample_s >= live_from_s:
                     self._latencies_s.append(available_s - t.last_sample_s)
         for t in trials:
             self._queue.put(t)
