@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test soak bench clean
+.PHONY: setup kernels demo test soak bench clean
 
 setup: $(STAMP)
 
@@ -14,16 +14,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[all]" --group test
 	touch $(STAMP)
 
-demo: $(STAMP)
+# numba compiles each kernel once per installation (about 40 s on 2 cores) and caches it;
+# doing it here means no test subprocess or live session compiles on its own.
+kernels: $(STAMP)
+	$(PY) -m mepkit.dsp.warm
+
+demo: kernels
 	$(PY) -m mepkit_cli.main demo
 
-test: $(STAMP)
+test: kernels
 	$(PY) -m pytest -q -m "not soak" -p no:cacheprovider
 
-soak: $(STAMP)
+soak: kernels
 	$(PY) -m pytest -q -m soak -p no:cacheprovider
 
-bench: $(STAMP)
+bench: kernels
 	$(PY) benchmarks/filters.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/batch.py

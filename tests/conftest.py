@@ -29,3 +29,10 @@ def shared_xdf() -> Path:
     if not SHARED_XDF.is_dir():
         pytest.fail(f"shared XDF examples missing at {SHARED_XDF}")
     return SHARED_XDF
+
+
+def pytest_sessionstart(session):
+    """Compile (or load) every kernel once, before tests start subprocesses that use them."""
+    from mepkit.dsp.warm import compile_all
+
+    compile_all()
