@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise _Stop()
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C must stop the recording even when the parent started us with SIGINT ignored
+    # (an ignored signal is inherited across exec, and Python then keeps it ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cpu0, wall0 = time.process_time(), time.monotonic()
     tty = sys.stderr.isatty()
     interrupted = False
