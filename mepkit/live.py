@@ -470,17 +470,12 @@ class LiveSession:
                 check = self._take_markers() > 0
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
-            trials = None
             if ts.shape[0]:
-                if gaps:
-                    self._on_gaps(gaps)
-                trials = pipe.push(data, ts)
-                if self.writer is not None:
-                    self._raw.append((data.copy(), ts))
+                self._take_samples(data, ts, gaps)
             elif check:
                 trials = pipe.push(empty_x, empty_t)
-            if trials:
-                self._deliver(trials, emg.to_emg_clock(clock()))
+                if trials:
+                    self._deliver(trials, emg.to_emg_clock(clock()))
             if self.writer is not None:
                 self._maybe_write()
         # stopped: drain what already arrived, then finish
@@ -488,13 +483,19 @@ class LiveSession:
         if mk is not None:
             self._take_markers()
         if ts.shape[0]:
-            if gaps:
-                self._on_gaps(gaps)
-            trials = pipe.push(data, ts)
-            if self.writer is not None:
-                self._raw.append((data.copy(), ts))
-            if trials:
-                self._deliver(trials, emg.to_emg_clock(clock()))
+            self._take_samples(data, ts, gaps)
+
+    def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
+        """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
+        import pylsl
+
+        if gaps:
+            self._on_gaps(gaps)
+        trials = self.pipeline.push(data, ts)
+        if trials:  # deliver first: the copy for the record can wait
+            self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+        if self.writer is not None:
+            self._raw.append((data.copy(), ts))
 
     def _take_markers(self) -> int:
         """Pull the markers that arrived, map them onto the EMG clock, hand them over."""
