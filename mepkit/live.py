@@ -402,7 +402,7 @@ class LiveSession:
                 buffer_s=self.buffer_s)
         except ValueError as exc:
             raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
-        _warm_up(self.params, meta.sfreq_hz, len(self.pipeline.channels))
+        # the Pipeline has loaded its kernels in its constructor: the first pulse is not late
         if self.record_path:
             self._open_record()
         self.emg.open()
@@ -606,24 +606,3 @@ class LiveSession:
     def _maybe_raise(self) -> None:
         if self.error is not None and _raise_in_caller():
             raise self.error
-
-
-_WARMED: set[tuple[Any, ...]] = set()
-
-
-def _warm_up(params: Params, sfreq_hz: float, n_channels: int) -> None:
-    """Measure one dummy trial so numba's compiled kernels are loaded before data arrive."""
-    key = (params.to_json(), float(sfreq_hz), int(n_channels))
-    if key in _WARMED:
-        return
-    from mepkit.pipeline import Pipeline
-
-    p = Pipeline(params, sfreq_hz=sfreq_hz, channel_labels=[f"c{i}" for i in range(n_channels)],
-                 buffer_s=1.0)
-    n = int(sfreq_hz * 0.4)
-    ts = np.arange(n) / sfreq_hz
-    p.add_trigger(0.2, "warm-up")
-    rng = np.random.default_rng(0)
-    p.push(rng.normal(0, 5, (n, n_channels)), ts)
-    p.finish()
-    _WARMED.add(key)
