@@ -78,6 +78,12 @@ class _Pending:
     time_s: float
     index: int
     stim: StimInfo = field(compare=False)
+    # a trial measured as its samples arrive (once its stimulus sample is here):
+    # absolute sample index of its epoch's row 0, and the kernel state
+    abs0: int = field(default=0, compare=False)
+    t0_ms: float = field(default=0.0, compare=False)
+    stim_in_gap: bool = field(default=False, compare=False)
+    state: Any = field(default=None, compare=False)
 
 
 class Pipeline:
@@ -158,6 +164,7 @@ class Pipeline:
         self._post_n = int(math.floor(p.post_ms / self.dt_ms + 1e-9)) + 1
         self._gap_s = (self.dt_ms + p.gap_tolerance_ms) / 1000.0
         need = self._pre_n + self._post_n
+        self._length = need
         self.capacity = max(int(math.ceil(buffer_s * self.sfreq_hz)), 4 * need)
         n_ch = len(self.channels)
         self._buf = np.zeros((2 * self.capacity, n_ch))
@@ -185,9 +192,13 @@ class Pipeline:
             from mepkit.dsp.filters import StreamingFilter, design_monitor_filter
 
             self._monitor = StreamingFilter(design_monitor_filter(self.sfreq_hz, p), n_ch)
-        from mepkit.dsp import _triggers
+        from mepkit.dsp import _features, _triggers
+        from mepkit.dsp.features import Design
 
         self._k = _triggers
+        self._kf = _features
+        self._design = Design(p, self.sfreq_hz, need)
+        self._state_pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -199,9 +210,18 @@ class Pipeline:
         self._k.ring_write(np.zeros((2, n_ch)), np.zeros(2), 0, 1, empty, np.zeros(0))
         self._k.ttl_rising_edges(np.zeros(0), 0.5, 1.0, np.array([-1.0, 0.0]), self._edges)
         self._k.artifact_onsets(empty, 1.0, 1.0, np.zeros(1), np.zeros(n_ch), self._edges)
-        length = self._pre_n + self._post_n
+        length = self._length
+        d = self._design
         measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
-                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms)
+                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms, design=d)
+        # the kernels of a trial measured as its samples arrive
+        w, st, xs = self._take_state()
+        self._kf.trial_init(-self._pre_n * self.dt_ms, 0, length, d.prm, w, st)
+        self._kf.trial_advance(self._buf, 0, length, w, st, xs, d.prm[0], d.basis, d.dkey,
+                               d.lower, d.xtx, d.lp_sos, d.lp_zi)
+        out = self._outputs()
+        self._kf.trial_finish(0, 0.0, False, w, st, xs, d.prm, *out)
+        self._state_pool.append((w, st, xs))
 
     # ------------------------------------------------------------------ triggers
     def add_trigger(self, time_s: float, marker: Any = None) -> int:
@@ -294,6 +314,7 @@ class Pipeline:
             logger.warning("trial %d at %.4f s: the recording ends before its response window "
                            "is complete; marked invalid", pend.index, pend.time_s)
             out.append(self._invalid_trial(pend))
+            self._release(pend)
         self._pending = []
         return out
 
@@ -350,42 +371,126 @@ class Pipeline:
                      ("invalid",) * n_ch)
 
     def _complete(self) -> list[Trial]:
+        """Measure what the samples so far allow.
+
+        A trial whose whole window is already here (a late marker, a large chunk) is
+        measured at once, with the others that are; a trial whose stimulus sample is here
+        but not yet its whole window is started and advanced over the samples that
+        arrived, so when its last sample comes little work is left (its results are the
+        same bit for bit)."""
         if not self._pending or self.n_samples == 0:
             return []
         data, ts, held = self._view()
-        dropped = self.n_samples > held  # older samples have left the buffer
+        base = self.n_samples - held  # absolute index of the view's first row
         ready: list[tuple[_Pending, int]] = []
+        done: list[_Pending] = []
         invalid: list[_Pending] = []
         keep: list[_Pending] = []
-        horizon = self.last_time_s - self.params.post_ms / 1000.0
         for n_seen, pend in enumerate(self._pending):
-            if pend.time_s > horizon:  # sorted: this and every later trigger must wait
-                keep.extend(self._pending[n_seen:])
-                break
-            s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
-            if s0 == 0 and dropped and pend.time_s < ts[0]:
-                self.n_late_triggers += 1
-                logger.warning("trial %d at %.4f s: marker arrived after its data left the "
-                               "%.1f s buffer; marked invalid", pend.index, pend.time_s,
-                               self.capacity / self.sfreq_hz)
-                invalid.append(pend)
-                continue
-            if s0 + self._post_n > held:
+            if pend.state is None:
+                if pend.time_s > self.last_time_s:
+                    # sorted: the stimulus sample of this and every later trigger is to come
+                    keep.extend(self._pending[n_seen:])
+                    break
+                s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
+                if s0 == 0 and base > 0 and pend.time_s < ts[0]:
+                    self.n_late_triggers += 1
+                    logger.warning("trial %d at %.4f s: marker arrived after its data left the "
+                                   "%.1f s buffer; marked invalid", pend.index, pend.time_s,
+                                   self.capacity / self.sfreq_hz)
+                    invalid.append(pend)
+                    continue
+                if s0 + self._post_n <= held:
+                    ready.append((pend, s0))
+                    continue
+                self._begin(pend, s0, ts, base)
+            if self._advance(pend):
+                done.append(pend)
+            else:
                 keep.append(pend)
-                continue
-            ready.append((pend, s0))
         self._pending = keep
         out = [self._invalid_trial(p) for p in invalid]
         if ready:
             out.extend(self._measure(ready, data, ts))
+        for pend in done:
+            out.append(self._finish_started(pend, ts, base))
         out.sort(key=lambda t: (t.stim_time_s, t.index))
         return out
 
+    # ---------------------------------------------- trials measured as samples arrive
+    def _take_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._state_pool:
+            return self._state_pool.pop()
+        n_ch = len(self.channels)
+        return (np.zeros(self._kf.N_W, dtype=np.int64),
+                np.zeros((self._design.state_rows, n_ch)), np.zeros((self._length, n_ch)))
+
+    def _release(self, pend: _Pending) -> None:
+        if pend.state is not None:
+            self._state_pool.append(pend.state)
+            pend.state = None
+
+    def _outputs(self, n_trials: int = 1) -> tuple[np.ndarray, ...]:
+        n_ch = len(self.channels)
+        return (*(np.empty((n_trials, n_ch)) for _ in range(5)),
+                np.zeros((n_trials, n_ch), dtype=np.bool_),
+                np.zeros((n_trials, n_ch), dtype=np.int64))
+
+    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> None:
+        """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived."""
+        a = s0 - self._pre_n
+        t_s0 = float(ts[s0])
+        pend.abs0 = base + a
+        pend.t0_ms = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
+        pend.stim_in_gap = t_s0 - pend.time_s > self._gap_s
+        pend.state = self._take_state()
+        w, st, _ = pend.state
+        self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, self._design.prm, w, st)
+
+    def _advance(self, pend: _Pending) -> bool:
+        """Process the trial's rows that arrived; True when its whole window is here."""
+        avail = self.n_samples - pend.abs0
+        d = self._design
+        w, st, xs = pend.state
+        row0 = self._pos + self.capacity - self.n_samples + pend.abs0
+        self._kf.trial_advance(self._buf, row0, min(avail, self._length), w, st, xs,
+                               d.prm[0], d.basis, d.dkey, d.lower, d.xtx, d.lp_sos, d.lp_zi)
+        return avail >= self._length
+
+    def _finish_started(self, pend: _Pending, ts: np.ndarray, base: int) -> Trial:
+        a = pend.abs0 - base
+        seg = ts[max(a, 0):a + self._length]
+        gapped = self._epoch_gap(pend, seg, pend.stim_in_gap)
+        out = self._outputs()
+        w, st, xs = pend.state
+        self._kf.trial_finish(0, pend.t0_ms, gapped, w, st, xs, self._design.prm, *out)
+        self._release(pend)
+        return self._trial(pend, out, 0, float(seg[-1]))
+
+    def _epoch_gap(self, pend: _Pending, seg: np.ndarray, stim_in_gap: bool) -> bool:
+        """A timestamp gap (or step back) inside the epoch, or no sample near the stimulus."""
+        d = np.diff(seg)
+        gapped = bool(stim_in_gap or np.any(d > self._gap_s) or np.any(d <= 0.0))
+        if gapped:
+            self.n_gaps += 1
+            logger.warning("trial %d at %.4f s: timestamp gap in its epoch; rejected (gap)",
+                           pend.index, pend.time_s)
+        return gapped
+
+    def _trial(self, pend: _Pending, out: tuple[np.ndarray, ...], k: int,
+               last_sample_s: float) -> Trial:
+        from mepkit.dsp.features import reason_names
+
+        amp, lat, area, bg, peak, det, rej = out
+        return Trial(pend.index, pend.time_s, pend.stim, self.channels, amp[k], lat[k],
+                     area[k], bg[k], peak[k], det[k],
+                     tuple(str(r) for r in reason_names(rej[k])), last_sample_s=last_sample_s)
+
     def _measure(self, ready, data, ts) -> list[Trial]:
-        from mepkit.dsp.features import measure_rows, reason_names
+        """Measure trials whose whole window is in the buffer, together."""
+        from mepkit.dsp.features import FEATURES, measure_rows
 
         n_tr = len(ready)
-        length = self._pre_n + self._post_n
         start = np.empty(n_tr, dtype=np.int64)
         t0 = np.empty(n_tr)
         first = np.zeros(n_tr, dtype=np.int64)
@@ -398,26 +503,9 @@ class Pipeline:
             seg = ts[max(a, 0):s0 + self._post_n]
             t_s0 = ts[s0]
             t0[k] = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
-            d = np.diff(seg)
-            gapped = bool(np.any(d > self._gap_s) or np.any(d <= 0.0))
-            # the stimulus itself in a gap: no sample near it
-            if t_s0 - pend.time_s > self._gap_s:
-                gapped = True
-            if gapped:
-                self.n_gaps += 1
-                logger.warning("trial %d at %.4f s: timestamp gap in its epoch; rejected (gap)",
-                               pend.index, pend.time_s)
-            gap[k] = gapped
+            gap[k] = self._epoch_gap(pend, seg, t_s0 - pend.time_s > self._gap_s)
             last_ts[k] = seg[-1]
-        res = measure_rows(data, start, length, self.sfreq_hz, self.params, t0_ms=t0,
-                           first=first, gap=gap)
-        reasons = reason_names(res["reject_code"])
-        trials = []
-        for k, (pend, _) in enumerate(ready):
-            trials.append(Trial(
-                pend.index, pend.time_s, pend.stim, self.channels,
-                res["amplitude_uv"][k], res["latency_ms"][k], res["area_uv_ms"][k],
-                res["background_rms_uv"][k], res["peak_time_ms"][k], res["detected"][k],
-                tuple(str(r) for r in reasons[k]), last_sample_s=float(last_ts[k]),
-            ))
-        return trials
+        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, t0_ms=t0,
+                           first=first, gap=gap, design=self._design)
+        out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"])
+        return [self._trial(pend, out, k, float(last_ts[k])) for k, (pend, _) in enumerate(ready)]

@@ -1,12 +1,24 @@
-"""Numba kernels: per-trial MEP features from raw epochs.
+"""Numba kernels: per-trial MEP features from raw epochs, in one pass over the samples.
 
-One call measures every trial and channel of an array of epochs. Steps per
-epoch (see ``docs/methods.md``): validity and clipping checks on the raw
-samples, stimulus-artifact replacement by a straight line, baseline and
-mains removal by a least-squares fit over the pre-stimulus window (offset,
-slope and mains harmonics) extrapolated across the epoch, an optional causal
-low-pass, then peak-to-peak amplitude, onset latency, rectified area and
-background RMS.
+Steps per epoch (see ``docs/methods.md``): validity and clipping checks on the raw
+samples, stimulus-artifact replacement by a straight line, baseline and mains removal by
+a least-squares fit over the pre-stimulus window (offset, slope and mains harmonics)
+extrapolated across the epoch, an optional causal low-pass, then peak-to-peak amplitude,
+onset latency, rectified area and background RMS.
+
+A trial is measured in three steps that share one state:
+
+* `trial_init` places the windows on the epoch's samples;
+* `trial_advance` takes the rows that have arrived: once the background window is
+  complete it fits the baseline, then every further row is checked, cleaned, detrended,
+  low-passed and added to the running features, each row once, all channels together
+  (channel-minor inner loops, so the work vectorises across channels);
+* `trial_finish` turns the running sums into features, finds the onset and rejects.
+
+A live trial is advanced as its samples arrive, so when the last sample of its window
+comes only that sample and `trial_finish` are left to do. Every row is processed with the
+same operations in the same order however the rows are split over calls, so the results
+do not depend on the chunking. `measure_epochs` runs the three steps for many epochs.
 """
 
 import math
@@ -25,6 +37,64 @@ INVALID = 1
 GAP = 2
 CLIPPED = 3
 BACKGROUND = 4
+
+# ``prm``: the measurement parameters as one float array (see mepkit.dsp.features.kernel_params)
+P_DT = 0
+P_RESP_LO = 1
+P_RESP_HI = 2
+P_BG_LO = 3
+P_BG_HI = 4
+P_ART_LO = 5
+P_ART_HI = 6
+P_LINE = 7  # <= 0 disables the mains fit
+P_NHARM = 8
+P_DETECT = 9
+P_BG_LIMIT = 10
+P_ONSET_SD = 11
+P_CLIP_RUN = 12
+N_PRM = 13
+
+# ``w``: a trial's sample indices and progress (int64)
+W_OK = 0  # 1: the windows leave something to measure
+W_LO = 1  # first row processed
+W_HI = 2  # one past the last row processed (end of the response window)
+W_B0 = 3
+W_B1 = 4
+W_R0 = 5
+W_R1 = 6
+W_A0 = 7
+W_A1 = 8
+W_NB = 9  # background samples
+W_NBASIS = 10
+W_KEEP = 11  # filtered rows from here on are kept for the onset search
+W_DONE = 12  # next row to process
+W_TREND = 13  # -1 not fitted yet, 0 nothing to remove, 1 background mean, 2 fit
+W_FIT_NEED = 14  # rows that must be present before the fit
+W_ART = 15  # artifact replacement: 0 none, 1 right value, 2 left value, 3 straight line
+W_F0 = 16
+N_W = 17
+
+# ``st``: a trial's running state, one row per quantity, one column per channel
+S_VACC = 0  # sum of x * 0.0 (NaN/inf propagate)
+S_TOP = 1  # raw maximum / minimum in the response window
+S_BOT = 2
+S_RUN = 3  # length of the current run of equal raw samples
+S_PREV = 4  # previous raw sample
+S_BTOP = 5  # longest run at the maximum / minimum
+S_BBOT = 6
+S_BG = 7  # sum of squares over the background window
+S_HI = 8
+S_LO = 9
+S_PEAK = 10  # largest |x| in the response window and its row
+S_PEAKI = 11
+S_AREA = 12
+S_MEAN = 13
+S_COEF = 14  # fit coefficients: max_basis rows, then the low-pass state: 2 per section
+
+
+def state_rows(n_harmonics, n_sections):
+    """Rows of ``st`` for these settings."""
+    return S_COEF + 2 + 2 * n_harmonics + 2 * max(n_sections, 1)
 
 
 @njit(**JIT)
@@ -78,21 +148,379 @@ def _chol_solve_col(lower, n, b, col):
 
 
 @njit(**JIT)
-def _fill_basis(basis, lo, hi, t0, dt_ms, n_basis, line_freq_hz):
-    """Rows lo..hi of the regressors: 1, t (s), then cos/sin of the mains harmonics."""
-    for i in range(lo, hi):
-        t_s = (t0 + i * dt_ms) * 1e-3
+def fill_basis(basis, dt_ms, line_freq_hz):
+    """Regressors for every epoch row: 1, t (s), then cos/sin of the mains harmonics.
+
+    They are built on the epoch's own sample index: a time shift only changes the phase
+    of a sinusoid and the offset of a line, so the fitted subspace (and the fit) is the
+    same for any t0 and every trial of a stream shares them."""
+    n_cols = basis.shape[1]
+    for i in range(basis.shape[0]):
+        t_s = (i * dt_ms) * 1e-3
         basis[i, 0] = 1.0
-        if n_basis > 1:
+        if n_cols > 1:
             basis[i, 1] = t_s
         k = 1
         j = 2
-        while j < n_basis:
+        while j + 1 < n_cols:
             w = 2.0 * math.pi * k * line_freq_hz * t_s
             basis[i, j] = math.cos(w)
             basis[i, j + 1] = math.sin(w)
             j += 2
             k += 1
+
+
+@njit(**JIT)
+def trial_init(t0, f0, n_samples, prm, w, st):
+    """Place the windows of a trial whose sample 0 is at ``t0`` ms from the stimulus
+    (samples before ``f0`` are absent) and reset its state."""
+    dt_ms = prm[P_DT]
+    b0 = max(f0, int(math.ceil((prm[P_BG_LO] - t0) / dt_ms - 1e-9)))
+    b1 = min(n_samples, int(math.ceil((prm[P_BG_HI] - t0) / dt_ms - 1e-9)))
+    r0 = max(f0, int(math.ceil((prm[P_RESP_LO] - t0) / dt_ms - 1e-9)))
+    r1 = min(n_samples, int(math.floor((prm[P_RESP_HI] - t0) / dt_ms + 1e-9)) + 1)
+    a0 = max(f0, int(math.ceil((prm[P_ART_LO] - t0) / dt_ms - 1e-9)))
+    a1 = min(n_samples, int(math.floor((prm[P_ART_HI] - t0) / dt_ms + 1e-9)) + 1)
+    nb = max(0, b1 - b0)
+    lo = max(f0, min(b0, a0, r0)) if nb > 0 else max(f0, min(a0, r0))
+    hi = r1
+    w[W_OK] = 0 if (hi <= lo or r1 <= r0) else 1
+    w[W_LO] = lo
+    w[W_HI] = hi
+    w[W_B0] = b0
+    w[W_B1] = b1
+    w[W_R0] = r0
+    w[W_R1] = r1
+    w[W_A0] = a0
+    w[W_A1] = a1
+    w[W_NB] = nb
+    w[W_F0] = f0
+    # regressors: offset; a slope over >= 20 ms; mains harmonics below 0.9 x Nyquist
+    # over >= 1.5 periods, each with >= 4 samples per regressor
+    line_freq_hz = prm[P_LINE]
+    nyq_hz = 500.0 / dt_ms
+    n_basis = 1
+    bg_ms = nb * dt_ms
+    if bg_ms >= 20.0 and nb >= 8:
+        n_basis = 2
+    if line_freq_hz > 0 and bg_ms >= 1.5 * 1000.0 / line_freq_hz:
+        h = 0
+        while h < int(prm[P_NHARM]) and (h + 1) * line_freq_hz < 0.9 * nyq_hz:
+            h += 1
+        if nb >= 4 * (2 + 2 * h):
+            n_basis = 2 + 2 * h
+    w[W_NBASIS] = n_basis
+    # artifact: a straight line between the samples around the window
+    left = a0 - 1
+    right = a1
+    art = 0
+    if a1 > a0:
+        if left < f0 and right < n_samples:
+            art = 1
+        elif right >= n_samples and left >= f0:
+            art = 2
+        elif left >= f0 and right < n_samples:
+            art = 3
+    w[W_ART] = art
+    fit_need = b1
+    if (art == 1 or art == 3) and a0 < b1 and a1 > b0:  # the fit sees replaced samples
+        fit_need = max(b1, a1 + 1)
+    w[W_FIT_NEED] = fit_need
+    w[W_KEEP] = min(max(a1, lo), r0)
+    w[W_DONE] = lo
+    w[W_TREND] = -1
+    n_ch = st.shape[1]
+    for ch in range(n_ch):
+        st[S_VACC, ch] = 0.0
+        st[S_TOP, ch] = -np.inf
+        st[S_BOT, ch] = np.inf
+        st[S_RUN, ch] = 1.0
+        st[S_PREV, ch] = np.nan
+        st[S_BTOP, ch] = 0.0
+        st[S_BBOT, ch] = 0.0
+        st[S_BG, ch] = 0.0
+        st[S_HI, ch] = -np.inf
+        st[S_LO, ch] = np.inf
+        st[S_PEAK, ch] = -1.0
+        st[S_PEAKI, ch] = r0
+        st[S_AREA, ch] = 0.0
+        st[S_MEAN, ch] = 0.0
+
+
+@njit(**JIT)
+def _clean_row(ep, row, i, w, y):
+    """Raw row ``i`` of the epoch (ring row ``row``) into ``y``, artifact replaced."""
+    n_ch = y.shape[0]
+    for ch in range(n_ch):
+        y[ch] = ep[row, ch]
+    art = w[W_ART]
+    a0 = w[W_A0]
+    a1 = w[W_A1]
+    if art != 0 and a0 <= i < a1:
+        base = row - i
+        if art == 1:
+            for ch in range(n_ch):
+                y[ch] = ep[base + a1, ch]
+        elif art == 2:
+            for ch in range(n_ch):
+                y[ch] = ep[base + a0 - 1, ch]
+        else:
+            left = a0 - 1
+            span = a1 - left
+            wt = (i - left) / span
+            for ch in range(n_ch):
+                y[ch] = (1.0 - wt) * ep[base + left, ch] + wt * ep[base + a1, ch]
+
+
+@njit(**JIT)
+def _fit(ep, row0, w, st, dt_ms, basis, dkey, lower, xtx, y):
+    """Baseline, drift and mains over the background window: coefficients into ``st``."""
+    n_ch = st.shape[1]
+    nb = w[W_NB]
+    b0 = w[W_B0]
+    b1 = w[W_B1]
+    n_basis = w[W_NBASIS]
+    # the fit uses at most FIT_RATE_HZ samples per second of background (every sample up
+    # to 5 kHz): plenty for 8 smooth regressors, and 4x less work at 20 kHz
+    fit_step = max(1, int(round(1000.0 / (dt_ms * FIT_RATE_HZ))))
+    trend = 0
+    if nb >= 2:
+        if not (dkey[0] == 1 and dkey[1] == b0 and dkey[2] == b1 and dkey[3] == n_basis
+                and dkey[4] == fit_step):
+            for p in range(n_basis):
+                for q in range(p + 1):
+                    s = 0.0
+                    for i in range(b0, b1, fit_step):
+                        s += basis[i, p] * basis[i, q]
+                    xtx[p, q] = s
+                    xtx[q, p] = s
+            dkey[5] = 1 if _cholesky(xtx[:n_basis, :n_basis], lower) else 0
+            dkey[0] = 1
+            dkey[1] = b0
+            dkey[2] = b1
+            dkey[3] = n_basis
+            dkey[4] = fit_step
+        if dkey[5] == 1:
+            for p in range(n_basis):
+                for ch in range(n_ch):
+                    st[S_COEF + p, ch] = 0.0
+            for i in range(b0, b1, fit_step):
+                _clean_row(ep, row0 + i, i, w, y)
+                for p in range(n_basis):
+                    bp = basis[i, p]
+                    for ch in range(n_ch):
+                        st[S_COEF + p, ch] += bp * y[ch]
+            coef = st[S_COEF:S_COEF + n_basis]
+            for ch in range(n_ch):
+                _chol_solve_col(lower, n_basis, coef, ch)
+            trend = 2
+    if trend == 0 and nb >= 1:
+        for ch in range(n_ch):
+            st[S_MEAN, ch] = 0.0
+        for i in range(b0, b1):
+            _clean_row(ep, row0 + i, i, w, y)
+            for ch in range(n_ch):
+                st[S_MEAN, ch] += y[ch]
+        for ch in range(n_ch):
+            st[S_MEAN, ch] /= nb
+        trend = 1
+    w[W_TREND] = trend
+
+
+@njit(**JIT)
+def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_sos,
+                  lp_zi_unit):
+    """Process the rows of a trial that have arrived: epoch rows ``0 .. upto`` are
+    ``ep[row0 + i]``. Returns True when every row of the trial is processed."""
+    if w[W_OK] == 0:
+        return True
+    hi = w[W_HI]
+    done = w[W_DONE]
+    if done >= hi:
+        return True
+    n_ch = st.shape[1]
+    y = np.empty(n_ch)
+    if w[W_TREND] < 0:
+        if upto < w[W_FIT_NEED]:
+            return False
+        _fit(ep, row0, w, st, dt_ms, basis, dkey, lower, xtx, y)
+    lim = min(upto, hi)
+    art = w[W_ART]
+    a0 = w[W_A0]
+    a1 = w[W_A1]
+    if (art == 1 or art == 3) and lim > a0 and upto <= a1:
+        lim = max(done, a0)  # artifact rows wait for the sample after the window
+    lo = w[W_LO]
+    b0 = w[W_B0]
+    b1 = w[W_B1]
+    r0 = w[W_R0]
+    r1 = w[W_R1]
+    keep = w[W_KEEP]
+    trend = w[W_TREND]
+    n_basis = w[W_NBASIS]
+    n_sec = lp_sos.shape[0]
+    zi0 = S_COEF + basis.shape[1]
+    t = np.empty(n_ch)
+    for i in range(done, lim):
+        row = row0 + i
+        # raw checks: NaN and inf propagate through v * 0.0 (inf * 0 is NaN), branch-free
+        for ch in range(n_ch):
+            st[S_VACC, ch] += ep[row, ch] * 0.0
+        if r0 <= i < r1:
+            # clipping: the longest run of equal raw samples at the window's extremes
+            # (branch-free selects so the loop vectorises; S_PREV is NaN before r0)
+            for ch in range(n_ch):
+                v = ep[row, ch]
+                run = st[S_RUN, ch] + 1.0 if v == st[S_PREV, ch] else 1.0
+                st[S_RUN, ch] = run
+                st[S_PREV, ch] = v
+                top = st[S_TOP, ch]
+                btop = st[S_BTOP, ch]
+                st[S_BTOP, ch] = run if (v > top or (v == top and run > btop)) else btop
+                st[S_TOP, ch] = v if v > top else top
+                bot = st[S_BOT, ch]
+                bbot = st[S_BBOT, ch]
+                st[S_BBOT, ch] = run if (v < bot or (v == bot and run > bbot)) else bbot
+                st[S_BOT, ch] = v if v < bot else bot
+        _clean_row(ep, row, i, w, y)
+        # baseline, drift and mains fitted on the background, extrapolated
+        if trend == 2:
+            for ch in range(n_ch):
+                t[ch] = 0.0
+            for p in range(n_basis):
+                bp = basis[i, p]
+                for ch in range(n_ch):
+                    t[ch] += st[S_COEF + p, ch] * bp
+            for ch in range(n_ch):
+                y[ch] -= t[ch]
+        elif trend == 1:
+            for ch in range(n_ch):
+                y[ch] -= st[S_MEAN, ch]
+        # causal low-pass from the first row (steady state)
+        if n_sec > 0:
+            if i == lo:
+                for s in range(n_sec):
+                    for ch in range(n_ch):
+                        st[zi0 + 2 * s, ch] = lp_zi_unit[s, 0] * y[ch]
+                        st[zi0 + 2 * s + 1, ch] = lp_zi_unit[s, 1] * y[ch]
+            for s in range(n_sec):
+                b0s = lp_sos[s, 0]
+                b1s = lp_sos[s, 1]
+                b2s = lp_sos[s, 2]
+                a1s = lp_sos[s, 4]
+                a2s = lp_sos[s, 5]
+                z0 = zi0 + 2 * s
+                for ch in range(n_ch):
+                    v = y[ch]
+                    yy = b0s * v + st[z0, ch]
+                    st[z0, ch] = b1s * v - a1s * yy + st[z0 + 1, ch]
+                    st[z0 + 1, ch] = b2s * v - a2s * yy
+                    y[ch] = yy
+        if b0 <= i < b1:
+            for ch in range(n_ch):
+                st[S_BG, ch] += y[ch] * y[ch]
+        if r0 <= i < r1:
+            # response: peak-to-peak, peak time, rectified area
+            fi = float(i)
+            for ch in range(n_ch):
+                v = y[ch]
+                h = st[S_HI, ch]
+                st[S_HI, ch] = v if v > h else h
+                m = st[S_LO, ch]
+                st[S_LO, ch] = v if v < m else m
+                av = abs(v)
+                st[S_AREA, ch] += av
+                pk = st[S_PEAK, ch]
+                pki = st[S_PEAKI, ch]
+                st[S_PEAKI, ch] = fi if av > pk else pki
+                st[S_PEAK, ch] = av if av > pk else pk
+        if i >= keep:
+            for ch in range(n_ch):
+                xs[i, ch] = y[ch]
+    if lim > done:
+        w[W_DONE] = lim
+    return w[W_DONE] >= hi
+
+
+@njit(**JIT)
+def trial_finish(tr, t0, gap, w, st, xs, prm,
+                 amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
+                 detected, reject):
+    """Features of a fully processed trial into row ``tr`` of the outputs."""
+    n_ch = st.shape[1]
+    if w[W_OK] == 0 or w[W_DONE] < w[W_HI]:
+        for ch in range(n_ch):
+            _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
+                         peak_time_ms, detected, reject)
+        return
+    dt_ms = prm[P_DT]
+    detection_uv = prm[P_DETECT]
+    clip_run = prm[P_CLIP_RUN]
+    nb = w[W_NB]
+    lo = w[W_LO]
+    r0 = w[W_R0]
+    a1 = w[W_A1]
+    n_onset = int(round(5.0 / dt_ms))
+    for ch in range(n_ch):
+        if not st[S_VACC, ch] == 0.0:
+            _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
+                         peak_time_ms, detected, reject)
+            continue
+        bg = math.sqrt(st[S_BG, ch] / nb) if nb > 0 else np.nan
+        amp = st[S_HI, ch] - st[S_LO, ch]
+        amplitude_uv[tr, ch] = amp
+        area_uv_ms[tr, ch] = st[S_AREA, ch] * dt_ms
+        background_rms_uv[tr, ch] = bg
+        pk = int(st[S_PEAKI, ch])
+        peak_abs = st[S_PEAK, ch]
+        peak_time_ms[tr, ch] = t0 + pk * dt_ms
+        is_mep = amp >= detection_uv
+        detected[tr, ch] = is_mep
+        # ---- onset: first crossing of onset_sd x background before the peak,
+        # walked back to where the deflection leaves the noise band
+        lat = np.nan
+        if is_mep:
+            noise = bg if bg == bg else 0.0
+            thr = prm[P_ONSET_SD] * noise
+            floor_thr = 0.1 * detection_uv
+            if thr < floor_thr:
+                thr = floor_thr
+            if thr > 0.5 * peak_abs:
+                thr = 0.5 * peak_abs
+            # local level just before the response window absorbs the few µV
+            # left by extrapolating the drift fit across the stimulus
+            l0 = max(a1, lo, r0 - n_onset)
+            lb = 0.0
+            if r0 > l0:
+                for i in range(l0, r0):
+                    lb += xs[i, ch]
+                lb /= r0 - l0
+            cross = -1
+            for i in range(r0, pk + 1):
+                if abs(xs[i, ch] - lb) >= thr:
+                    cross = i
+                    break
+            if cross >= 0:
+                sign = 1.0 if xs[cross, ch] > lb else -1.0
+                stop = max(a1, lo)
+                j = cross
+                while j > stop and sign * (xs[j - 1, ch] - lb) > noise:
+                    j -= 1
+                lat = t0 + j * dt_ms
+        latency_ms[tr, ch] = lat
+        # ---- rejection, by priority
+        clipped = (st[S_TOP, ch] > st[S_BOT, ch]
+                   and (st[S_BTOP, ch] >= clip_run or st[S_BBOT, ch] >= clip_run))
+        reason = OK
+        if nb == 0:
+            reason = INVALID
+        elif gap:
+            reason = GAP
+        elif clipped:
+            reason = CLIPPED
+        elif not (bg <= prm[P_BG_LIMIT]):
+            reason = BACKGROUND
+        reject[tr, ch] = reason
 
 
 @njit(**JIT)
@@ -104,15 +532,11 @@ def measure_epochs(
     t0_ms,  # (n_trials,) time of sample 0 relative to the stimulus
     first,  # (n_trials,) int64: samples before this index are absent
     gap,  # (n_trials,) bool: a timestamp gap inside the epoch
-    dt_ms,
-    resp_lo_ms, resp_hi_ms,
-    bg_lo_ms, bg_hi_ms,
-    art_lo_ms, art_hi_ms,
-    line_freq_hz,  # <= 0 disables the mains fit
-    n_harmonics,
+    prm,  # (N_PRM,) parameters
+    basis,  # (n_samples, 2 + 2 * n_harmonics) from fill_basis
+    dkey, lower, xtx,  # fit design cache (int64 (6,), two (n_basis, n_basis) scratch)
     lp_sos,  # (n_sections, 6); zero sections disables the low-pass
     lp_zi_unit,  # (n_sections, 2) steady-state state for unit input
-    detection_uv, background_limit_uv, onset_sd, clip_run,
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
     detected, reject,  # outputs (n_trials, n_channels)
 ):
@@ -120,326 +544,53 @@ def measure_epochs(
 
     Epoch ``tr`` is rows ``start[tr] + i`` of ``src`` for ``i`` in ``first[tr]..n_samples``
     (a live ring buffer is measured in place, without copying epochs out of it), or
-    ``src3[tr, :, i]`` when ``src3`` holds the trials (epochs as exported). Channels of
-    a trial are processed together (channel-minor inner loops) so the recurrences of
-    different channels overlap and the per-sample loops vectorise."""
+    ``src3[tr, :, i]`` when ``src3`` holds the trials (epochs as exported)."""
     from_rows = src3.shape[0] == 0
     n_trials = start.shape[0] if from_rows else src3.shape[0]
     n_channels = src.shape[1] if from_rows else src3.shape[1]
-    nyq_hz = 500.0 / dt_ms
-    max_basis = 2 + 2 * n_harmonics
-    basis = np.empty((n_samples, max_basis))
-    xtx = np.empty((max_basis, max_basis))
-    lower = np.zeros((max_basis, max_basis))
-    coef = np.empty((max_basis, n_channels))
-    n_sec = lp_sos.shape[0]
-    zi = np.empty((max(n_sec, 1), 2, n_channels))
-    x = np.empty((n_samples, n_channels))  # scratch: the input epochs are never modified
-    valid = np.empty(n_channels, dtype=np.bool_)
-    clipped = np.empty(n_channels, dtype=np.bool_)
-    acc = np.empty(n_channels)
-    hi_v = np.empty(n_channels)
-    lo_v = np.empty(n_channels)
-    peak_abs = np.empty(n_channels)
-    peak_i = np.empty(n_channels, dtype=np.int64)
-    area = np.empty(n_channels)
-    # cache key of the design (shared by trials with the same windows)
-    c_lo = -1
-    c_hi = -1
-    c_nb = -1
-    c_b0 = -1
-    solved = False
-    n_onset = int(round(5.0 / dt_ms))
-    # the fit uses at most FIT_RATE_HZ samples per second of background (every sample up
-    # to 5 kHz): plenty for 8 smooth regressors, and 4x less work at 20 kHz
-    fit_step = max(1, int(round(1000.0 / (dt_ms * FIT_RATE_HZ))))
+    w = np.empty(N_W, dtype=np.int64)
+    st = np.empty((S_COEF + basis.shape[1] + 2 * max(lp_sos.shape[0], 1), n_channels))
+    xs = np.empty((n_samples, n_channels))
+    xin = np.empty((n_samples if not from_rows else 0, n_channels))
     for tr in range(n_trials):
-        t0 = t0_ms[tr]
-        f0 = first[tr]
-        # ---- index ranges of the windows: sample i is at t0 + i*dt
-        b0 = max(f0, int(math.ceil((bg_lo_ms - t0) / dt_ms - 1e-9)))
-        b1 = min(n_samples, int(math.ceil((bg_hi_ms - t0) / dt_ms - 1e-9)))
-        r0 = max(f0, int(math.ceil((resp_lo_ms - t0) / dt_ms - 1e-9)))
-        r1 = min(n_samples, int(math.floor((resp_hi_ms - t0) / dt_ms + 1e-9)) + 1)
-        a0 = max(f0, int(math.ceil((art_lo_ms - t0) / dt_ms - 1e-9)))
-        a1 = min(n_samples, int(math.floor((art_hi_ms - t0) / dt_ms + 1e-9)) + 1)
-        nb = max(0, b1 - b0)
-        lo = max(f0, min(b0, a0, r0)) if nb > 0 else max(f0, min(a0, r0))
-        hi = r1
-        if hi <= lo or r1 <= r0:
-            for ch in range(n_channels):
-                _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
-                             peak_time_ms, detected, reject)
-            continue
-        # ---- regression design over the background window
-        n_basis = 1
-        bg_ms = nb * dt_ms
-        if bg_ms >= 20.0 and nb >= 8:
-            n_basis = 2
-        if line_freq_hz > 0 and bg_ms >= 1.5 * 1000.0 / line_freq_hz:
-            h = 0
-            while h < n_harmonics and (h + 1) * line_freq_hz < 0.9 * nyq_hz:
-                h += 1
-            if nb >= 4 * (2 + 2 * h):
-                n_basis = 2 + 2 * h
-        # The regressors are built on the epoch's own sample index: a time shift only
-        # changes the phase of a sinusoid and the offset of a line, so the fitted subspace
-        # (and the fit) is the same for any t0, and trials of one stream share the design.
-        if nb >= 2 and not (lo == c_lo and hi == c_hi and n_basis == c_nb and b0 == c_b0):
-            _fill_basis(basis, lo, hi, 0.0, dt_ms, n_basis, line_freq_hz)
-            for p in range(n_basis):
-                for q in range(p + 1):
-                    s = 0.0
-                    for i in range(b0, b1, fit_step):
-                        s += basis[i, p] * basis[i, q]
-                    xtx[p, q] = s
-                    xtx[q, p] = s
-            solved = _cholesky(xtx[:n_basis, :n_basis], lower)
-            c_lo = lo
-            c_hi = hi
-            c_nb = n_basis
-            c_b0 = b0
-        # ---- copy the samples used and check them
-        c0 = max(f0, min(lo, a0) - 1)
-        c1 = min(n_samples, max(hi, a1 + 1))
-        if from_rows:
-            row0 = start[tr]
-            for i in range(c0, c1):
+        trial_init(t0_ms[tr], first[tr], n_samples, prm, w, st)
+        if w[W_OK] == 1:
+            if from_rows:
+                trial_advance(src, start[tr], n_samples, w, st, xs, prm[P_DT], basis, dkey,
+                              lower, xtx, lp_sos, lp_zi_unit)
+            else:
+                # exported epochs are channel-major: copy the rows used sample-major
+                a0 = w[W_A0]
+                c0 = max(w[W_F0], min(w[W_LO], a0) - 1)
+                c1 = min(n_samples, max(w[W_HI], w[W_A1] + 1))
                 for ch in range(n_channels):
-                    x[i, ch] = src[row0 + i, ch]
-        else:
-            for ch in range(n_channels):
-                for i in range(c0, c1):
-                    x[i, ch] = src3[tr, ch, i]
-        # NaN and inf propagate through v * 0.0 (inf * 0 is NaN): branch-free, vectorises
-        for ch in range(n_channels):
-            acc[ch] = 0.0
-        for i in range(lo, hi):
-            for ch in range(n_channels):
-                acc[ch] += x[i, ch] * 0.0
-        for ch in range(n_channels):
-            valid[ch] = acc[ch] == 0.0
-        for ch in range(n_channels):
-            # clipping: a run of equal samples at the response window's extreme
-            top = -np.inf
-            bot = np.inf
-            for i in range(r0, r1):
-                v = x[i, ch]
-                if v > top:
-                    top = v
-                if v < bot:
-                    bot = v
-            run = 1
-            clip = False
-            if top > bot:
-                for i in range(r0 + 1, r1):
-                    v = x[i, ch]
-                    if v == x[i - 1, ch] and (v == top or v == bot):
-                        run += 1
-                        if run >= clip_run:
-                            clip = True
-                            break
-                    else:
-                        run = 1
-            clipped[ch] = clip
-            # artifact: straight line between the samples around the window
-            if a1 > a0:
-                left = a0 - 1
-                right = a1
-                if left < f0 and right < n_samples:
-                    for i in range(a0, a1):
-                        x[i, ch] = x[right, ch]
-                elif right >= n_samples and left >= f0:
-                    for i in range(a0, a1):
-                        x[i, ch] = x[left, ch]
-                elif left >= f0 and right < n_samples:
-                    span = right - left
-                    xl = x[left, ch]
-                    xr = x[right, ch]
-                    for i in range(a0, a1):
-                        w = (i - left) / span
-                        x[i, ch] = (1.0 - w) * xl + w * xr
-        # ---- baseline, drift and mains: fit on the background, subtract where used
-        if nb >= 2 and solved:
-            for p in range(n_basis):
-                for ch in range(n_channels):
-                    acc[ch] = 0.0
-                for i in range(b0, b1, fit_step):
-                    bp = basis[i, p]
-                    for ch in range(n_channels):
-                        acc[ch] += bp * x[i, ch]
-                for ch in range(n_channels):
-                    coef[p, ch] = acc[ch]
-            for ch in range(n_channels):
-                _chol_solve_col(lower, n_basis, coef, ch)
-            for i in range(lo, hi):
-                for ch in range(n_channels):
-                    acc[ch] = 0.0
-                for p in range(n_basis):
-                    bp = basis[i, p]
-                    for ch in range(n_channels):
-                        acc[ch] += coef[p, ch] * bp
-                for ch in range(n_channels):
-                    x[i, ch] -= acc[ch]
-        elif nb >= 1:
-            for ch in range(n_channels):
-                acc[ch] = 0.0
-            for i in range(b0, b1):
-                for ch in range(n_channels):
-                    acc[ch] += x[i, ch]
-            for ch in range(n_channels):
-                acc[ch] /= nb
-            for i in range(lo, hi):
-                for ch in range(n_channels):
-                    x[i, ch] -= acc[ch]
-        # ---- causal low-pass from the first sample used (steady state)
-        if n_sec > 0:
-            for s in range(n_sec):
-                for ch in range(n_channels):
-                    zi[s, 0, ch] = lp_zi_unit[s, 0] * x[lo, ch]
-                    zi[s, 1, ch] = lp_zi_unit[s, 1] * x[lo, ch]
-            for i in range(lo, hi):
-                for s in range(n_sec):
-                    b0s = lp_sos[s, 0]
-                    b1s = lp_sos[s, 1]
-                    b2s = lp_sos[s, 2]
-                    a1s = lp_sos[s, 4]
-                    a2s = lp_sos[s, 5]
-                    for ch in range(n_channels):
-                        v = x[i, ch]
-                        y = b0s * v + zi[s, 0, ch]
-                        zi[s, 0, ch] = b1s * v - a1s * y + zi[s, 1, ch]
-                        zi[s, 1, ch] = b2s * v - a2s * y
-                        x[i, ch] = y
-        # ---- background RMS
-        for ch in range(n_channels):
-            acc[ch] = 0.0
-        for i in range(b0, b1):
-            for ch in range(n_channels):
-                acc[ch] += x[i, ch] * x[i, ch]
-        # ---- response: peak-to-peak, peak time, rectified area
-        for ch in range(n_channels):
-            hi_v[ch] = -np.inf
-            lo_v[ch] = np.inf
-            peak_abs[ch] = -1.0
-            peak_i[ch] = r0
-            area[ch] = 0.0
-        for i in range(r0, r1):
-            for ch in range(n_channels):
-                v = x[i, ch]
-                if v > hi_v[ch]:
-                    hi_v[ch] = v
-                if v < lo_v[ch]:
-                    lo_v[ch] = v
-                av = abs(v)
-                area[ch] += av
-                if av > peak_abs[ch]:
-                    peak_abs[ch] = av
-                    peak_i[ch] = i
-        for ch in range(n_channels):
-            if not valid[ch]:
-                _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
-                             peak_time_ms, detected, reject)
-                continue
-            bg = math.sqrt(acc[ch] / nb) if nb > 0 else np.nan
-            amp = hi_v[ch] - lo_v[ch]
-            amplitude_uv[tr, ch] = amp
-            area_uv_ms[tr, ch] = area[ch] * dt_ms
-            background_rms_uv[tr, ch] = bg
-            pk = peak_i[ch]
-            peak_time_ms[tr, ch] = t0 + pk * dt_ms
-            is_mep = amp >= detection_uv
-            detected[tr, ch] = is_mep
-            # ---- onset: first crossing of onset_sd x background before the peak,
-            # walked back to where the deflection leaves the noise band
-            lat = np.nan
-            if is_mep:
-                noise = bg if bg == bg else 0.0
-                thr = onset_sd * noise
-                floor_thr = 0.1 * detection_uv
-                if thr < floor_thr:
-                    thr = floor_thr
-                if thr > 0.5 * peak_abs[ch]:
-                    thr = 0.5 * peak_abs[ch]
-                # local level just before the response window absorbs the few µV
-                # left by extrapolating the drift fit across the stimulus
-                l0 = max(a1, lo, r0 - n_onset)
-                lb = 0.0
-                if r0 > l0:
-                    for i in range(l0, r0):
-                        lb += x[i, ch]
-                    lb /= r0 - l0
-                cross = -1
-                for i in range(r0, pk + 1):
-                    if abs(x[i, ch] - lb) >= thr:
-                        cross = i
-                        break
-                if cross >= 0:
-                    sign = 1.0 if x[cross, ch] > lb else -1.0
-                    stop = max(a1, lo)
-                    j = cross
-                    while j > stop and sign * (x[j - 1, ch] - lb) > noise:
-                        j -= 1
-                    lat = t0 + j * dt_ms
-            latency_ms[tr, ch] = lat
-            # ---- rejection, by priority
-            reason = OK
-            if nb == 0:
-                reason = INVALID
-            elif gap[tr]:
-                reason = GAP
-            elif clipped[ch]:
-                reason = CLIPPED
-            elif not (bg <= background_limit_uv):
-                reason = BACKGROUND
-            reject[tr, ch] = reason
+                    for i in range(c0, c1):
+                        xin[i, ch] = src3[tr, ch, i]
+                trial_advance(xin, 0, n_samples, w, st, xs, prm[P_DT], basis, dkey, lower,
+                              xtx, lp_sos, lp_zi_unit)
+        trial_finish(tr, t0_ms[tr], gap[tr], w, st, xs, prm, amplitude_uv, latency_ms,
+                     area_uv_ms, background_rms_uv, peak_time_ms, detected, reject)
 
 
 @njit(parallel=True, **JIT)
 def measure_epochs_parallel(
-    n_blocks, src, start, src3, n_samples, t0_ms, first, gap, dt_ms,
-    resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms, art_hi_ms,
-    line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
-    detection_uv, background_limit_uv, onset_sd, clip_run,
+    n_blocks, src, start, src3, n_samples, t0_ms, first, gap, prm, basis, dkey, lower, xtx,
+    lp_sos, lp_zi_unit,
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms, detected, reject,
 ):
     """:func:`measure_epochs` over ``n_blocks`` blocks of trials on the numba thread pool
-    (epochs as ``src3``; each block writes its own rows of the outputs)."""
+    (epochs as ``src3``; each block writes its own rows of the outputs and has its own
+    fit design cache; ``dkey``, ``lower`` and ``xtx`` give their shapes)."""
     n_trials = src3.shape[0]
     for b in prange(n_blocks):
         lo = b * n_trials // n_blocks
         hi = (b + 1) * n_trials // n_blocks
         if hi > lo:
+            my_key = np.zeros_like(dkey)
+            my_lower = np.zeros_like(lower)
+            my_xtx = np.zeros_like(xtx)
             measure_epochs(
                 src, start[lo:hi], src3[lo:hi], n_samples, t0_ms[lo:hi], first[lo:hi],
-                gap[lo:hi], dt_ms, resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms,
-                art_hi_ms, line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
-                detection_uv, background_limit_uv, onset_sd, clip_run,
+                gap[lo:hi], prm, basis, my_key, my_lower, my_xtx, lp_sos, lp_zi_unit,
                 amplitude_uv[lo:hi], latency_ms[lo:hi], area_uv_ms[lo:hi],
                 background_rms_uv[lo:hi], peak_time_ms[lo:hi], detected[lo:hi], reject[lo:hi])
-
-
-
-@njit(parallel=True, **JIT)
-def measure_channels_parallel(
-    n_blocks, src, start, src3, n_samples, t0_ms, first, gap, dt_ms,
-    resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms, art_hi_ms,
-    line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
-    detection_uv, background_limit_uv, onset_sd, clip_run,
-    amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms, detected, reject,
-):
-    """:func:`measure_epochs` over ``n_blocks`` blocks of channels on the numba thread pool
-    (many channels at a high rate: one live trial measured on every core)."""
-    n_channels = src.shape[1]
-    for b in prange(n_blocks):
-        lo = b * n_channels // n_blocks
-        hi = (b + 1) * n_channels // n_blocks
-        if hi > lo:
-            measure_epochs(
-                src[:, lo:hi], start, src3, n_samples, t0_ms, first, gap, dt_ms,
-                resp_lo_ms, resp_hi_ms, bg_lo_ms, bg_hi_ms, art_lo_ms, art_hi_ms,
-                line_freq_hz, n_harmonics, lp_sos, lp_zi_unit,
-                detection_uv, background_limit_uv, onset_sd, clip_run,
-                amplitude_uv[:, lo:hi], latency_ms[:, lo:hi], area_uv_ms[:, lo:hi],
-                background_rms_uv[:, lo:hi], peak_time_ms[:, lo:hi], detected[:, lo:hi],
-                reject[:, lo:hi])

@@ -6,14 +6,10 @@ import numpy as np
 
 from mepkit.params import REJECT_REASONS, Params
 
-__all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES"]
+__all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES", "Design"]
 
 #: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
 FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
-
-#: Samples x channels of a live trial above which its channels are split over the cores
-#: (64 channels at 20 kHz: yes; 16 channels at 5 kHz: no, thread wake-up costs more).
-PARALLEL_MIN_WORK = 100_000
 
 _REASONS = np.array(("",) + REJECT_REASONS, dtype=object)
 _LP_CACHE: dict = {}
@@ -89,59 +85,90 @@ def measure_epochs(
                 sfreq_hz, params, t0_ms, first, gap)
 
 
+class Design:
+    """What every trial of one stream shares: the parameters as the kernels take them,
+    the fit's regressors for every epoch row, its cached factorisation and the low-pass.
+
+    Building one costs a few trigonometric functions per epoch sample; a `Pipeline`
+    builds it once, so a live trial does not pay it.
+    """
+
+    def __init__(self, params: Params, sfreq_hz: float, n_samples: int) -> None:
+        from mepkit.dsp import _features as k
+
+        self.params = params
+        self.sfreq_hz = float(sfreq_hz)
+        self.n_samples = int(n_samples)
+        dt_ms = 1000.0 / self.sfreq_hz
+        line_hz = params.line_freq_hz if params.line_freq_hz is not None else 0.0
+        prm = np.zeros(k.N_PRM)
+        prm[k.P_DT] = dt_ms
+        prm[k.P_RESP_LO], prm[k.P_RESP_HI] = params.response_window_ms
+        prm[k.P_BG_LO], prm[k.P_BG_HI] = params.background_window_ms
+        prm[k.P_ART_LO], prm[k.P_ART_HI] = params.artifact_window_ms
+        prm[k.P_LINE] = line_hz
+        prm[k.P_NHARM] = params.line_harmonics
+        prm[k.P_DETECT] = params.detection_threshold_uv
+        prm[k.P_BG_LIMIT] = params.background_limit_uv
+        prm[k.P_ONSET_SD] = params.onset_sd
+        prm[k.P_CLIP_RUN] = params.clip_run
+        self.prm = prm
+        max_basis = 2 + 2 * params.line_harmonics
+        self.basis = np.empty((self.n_samples, max_basis))
+        k.fill_basis(self.basis, dt_ms, line_hz)
+        self.dkey = np.zeros(6, dtype=np.int64)
+        self.lower = np.zeros((max_basis, max_basis))
+        self.xtx = np.zeros((max_basis, max_basis))
+        self.lp_sos, self.lp_zi = _lowpass(self.sfreq_hz, params.lowpass_hz)
+        self.state_rows = k.state_rows(params.line_harmonics, self.lp_sos.shape[0])
+
+    def matches(self, params: Params, sfreq_hz: float, n_samples: int) -> bool:
+        return (self.params == params and self.sfreq_hz == float(sfreq_hz)
+                and self.n_samples == int(n_samples))
+
+
 def measure_rows(src: np.ndarray, start: np.ndarray, n_samples: int, sfreq_hz: float,
-                 params: Params, *, t0_ms, first=0, gap=False) -> dict[str, np.ndarray]:
+                 params: Params, *, t0_ms, first=0, gap=False,
+                 design: Design | None = None) -> dict[str, np.ndarray]:
     """Measure epochs that are row ranges of a sample-major array (no copies).
 
     ``src`` is (n_rows, n_channels) float64 C-contiguous (e.g. a ring-buffer view);
     epoch ``k`` is rows ``start[k] + i`` for ``i`` in ``first[k]..n_samples``.
+    ``design`` (for these params, rate and length) saves rebuilding it.
     Returns the same dict as :func:`measure_epochs`.
     """
     src = np.ascontiguousarray(src, dtype=np.float64)
     if src.ndim != 2:
         raise ValueError(f"src must have shape (n_rows, n_channels), got {src.shape}")
     return _run(src, np.ascontiguousarray(start, dtype=np.int64), np.zeros((0, src.shape[1], 0)),
-                int(n_samples), sfreq_hz, params, t0_ms, first, gap)
+                int(n_samples), sfreq_hz, params, t0_ms, first, gap, design)
 
 
-def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap):
+def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap, design=None):
     from mepkit.dsp import _features
 
+    if design is None or not design.matches(params, sfreq_hz, n_samples):
+        design = Design(params, sfreq_hz, n_samples)
+    d = design
     n_trials = len(start)
-    n_channels = src.shape[1]
+    n_channels = src.shape[1] if src3.shape[0] == 0 else src3.shape[1]
     t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_trials,)))
     first_a = np.ascontiguousarray(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_trials,)))
     gap_a = np.ascontiguousarray(np.broadcast_to(np.asarray(gap, dtype=np.bool_), (n_trials,)))
-    lp_sos, lp_zi = _lowpass(float(sfreq_hz), params.lowpass_hz)
     out = {name: np.empty((n_trials, n_channels)) for name in FEATURES}
     detected = np.zeros((n_trials, n_channels), dtype=np.bool_)
     reject = np.zeros((n_trials, n_channels), dtype=np.int64)
     args = (
-        src, start, src3, int(n_samples), t0, first_a, gap_a,
-        1000.0 / float(sfreq_hz),
-        params.response_window_ms[0], params.response_window_ms[1],
-        params.background_window_ms[0], params.background_window_ms[1],
-        params.artifact_window_ms[0], params.artifact_window_ms[1],
-        params.line_freq_hz if params.line_freq_hz is not None else 0.0,
-        params.line_harmonics, lp_sos, lp_zi,
-        params.detection_threshold_uv, params.background_limit_uv, params.onset_sd,
-        params.clip_run,
+        src, start, src3, int(n_samples), t0, first_a, gap_a, d.prm, d.basis, d.dkey,
+        d.lower, d.xtx, d.lp_sos, d.lp_zi,
         out["amplitude_uv"], out["latency_ms"], out["area_uv_ms"],
         out["background_rms_uv"], out["peak_time_ms"], detected, reject,
     )
-    # many exported epochs: spread blocks of trials over the cores; live trials: one call
+    # many exported epochs: spread blocks of trials over the cores
     if src3.shape[0] >= 64:
         import numba
 
         _features.measure_epochs_parallel(4 * numba.get_num_threads(), *args)
-    elif src3.shape[0] == 0 and n_channels >= 16 and n_channels * n_samples >= PARALLEL_MIN_WORK:
-        import numba
-
-        n_threads = numba.get_num_threads()
-        if n_threads > 1:
-            _features.measure_channels_parallel(n_threads, *args)
-        else:
-            _features.measure_epochs(*args)
     else:
         _features.measure_epochs(*args)
     out["detected"] = detected

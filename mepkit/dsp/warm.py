@@ -25,10 +25,10 @@ def compile_all() -> float:
 
     t0 = time.perf_counter()
     p = Params()
-    # Pipeline: ring buffer, TTL and artifact triggers, one-trial measurement
+    # Pipeline: ring buffer, TTL and artifact triggers, trials measured at once and
+    # trials measured as their samples arrive
     Pipeline(p, sfreq_hz=5000.0, channel_labels=["a", "t"], trigger_channel="t",
              artifact_triggers=True)
-    # many channels at a high rate: channel blocks in parallel
     n = 4000
     measure_rows(np.zeros((n, 64)), np.zeros(1, dtype=np.int64), n, 20000.0, p, t0_ms=-110.0)
     # exported epochs: trial blocks in parallel (and the serial path for few trials)

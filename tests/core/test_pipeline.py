@@ -41,8 +41,8 @@ def run(data, ts, stims, markers, cuts, params=Params(), **kw):
 
 
 def table(trials):
-    return np.array([[t.amplitude_uv, t.latency_ms, t.area_uv_ms, t.background_rms_uv]
-                     for t in trials])
+    return np.array([[t.amplitude_uv, t.latency_ms, t.area_uv_ms, t.background_rms_uv,
+                      t.peak_time_ms, t.detected] for t in trials])
 
 
 @settings(max_examples=15, deadline=None)
@@ -54,6 +54,26 @@ def test_identical_results_for_any_chunking(session, cuts):
     assert [t.index for t in got] == [t.index for t in ref]
     np.testing.assert_array_equal(table(got), table(ref))
     assert [t.reject_reason for t in got] == [t.reject_reason for t in ref]
+
+
+@pytest.mark.parametrize("params", [
+    Params(),
+    # the artifact window reaches into the background window and the response window:
+    # the fit and the rows after the artifact wait for the sample after the artifact
+    Params(artifact_window_ms=(-8.0, 17.0), background_window_ms=(-60.0, -2.0)),
+    Params(lowpass_hz=None, line_freq_hz=None),
+], ids=["defaults", "overlapping-windows", "no-filters"])
+def test_sample_by_sample_equals_all_at_once(session, params):
+    """A live trial is measured as its samples arrive; the result is the same bit for bit
+    as measuring its whole window at once."""
+    data, ts, stims, markers, _, _ = session
+    n = int(np.searchsorted(ts, stims[3] + 0.2))  # four trials
+    ref = run(data[:n], ts[:n], stims[:4], markers[:4], [], params=params)
+    got = run(data[:n], ts[:n], stims[:4], markers[:4], [1] * n, params=params)
+    assert [t.index for t in got] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(table(got), table(ref))
+    assert [t.reject_reason for t in got] == [t.reject_reason for t in ref]
+    assert [t.last_sample_s for t in got] == [t.last_sample_s for t in ref]
 
 
 def test_trials_match_ground_truth_and_metadata(session):

@@ -147,6 +147,22 @@ def test_kernel_equals_numpy_twin(rng):
     assert set(ref["reason"].ravel()) >= {"", "background", "invalid", "clipped"}
 
 
+def test_trials_measured_together_equal_each_alone():
+    """Trials with different sub-sample stimulus times share a cached fit design only
+    when their windows cover the same samples (the background window's end included)."""
+    eps = np.stack([epoch([0.0, 70.0, 900.0][k % 3], 20.0 + k % 5, noise_uv=4.0, line_uv=30.0,
+                          drift_uv=100.0, artifact_uv=5000.0, seed=k) for k in range(24)])
+    eps = eps.reshape(12, 2, N)
+    # windows whose lengths are not whole samples: their starts and ends move apart
+    params = Params(background_window_ms=(-100.07, -4.93), response_window_ms=(15.03, 49.91))
+    t0 = TMIN_MS + np.linspace(0.0, 0.199, 12)
+    together = measure_epochs(eps, FS, params, t0_ms=t0)
+    for k in range(12):
+        alone = measure_epochs(eps[k:k + 1], FS, params, t0_ms=t0[k])
+        for key in alone:
+            np.testing.assert_array_equal(together[key][k], alone[key][0], err_msg=key)
+
+
 def test_parallel_blocks_equal_serial_kernel():
     """Many epochs run on the thread pool in blocks; results equal one serial pass."""
     from mepkit.dsp.features import measure_rows
