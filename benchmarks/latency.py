@@ -41,12 +41,17 @@ P99_LIMIT_MS = 2.0
 CHUNK_MS = 1.0
 
 
-def _post_n(sfreq_hz: float) -> int:
-    """Samples from the stimulus sample to the end of the window (as the Pipeline counts)."""
-    from mepkit.params import Params
-    from mepkit.pipeline import Pipeline
+#: Where each pulse falls between two samples (fraction of a sample period after the
+#: sample the MEP is placed on): a stimulator is not locked to the amplifier's clock.
+STIM_OFFSET = 0.5
 
-    return Pipeline(Params(), sfreq_hz=sfreq_hz, channel_labels=["a"])._post_n
+
+def _last_needed(sfreq_hz: float) -> int:
+    """Samples from the one before the stimulus to the last sample of its response window
+    (the last at or before stimulus + the window's end)."""
+    from mepkit.params import Params
+
+    return int(math.floor(STIM_OFFSET + Params().post_ms * sfreq_hz / 1000.0 + 1e-9))
 
 
 # ---------------------------------------------------------------------------- outlet role
@@ -74,7 +79,7 @@ def run_outlet(a: argparse.Namespace) -> int:
     time.sleep(1.5)  # all inlets subscribed, mepkit warmed up
     rng = np.random.default_rng(a.seed)
     synth = EmgSynth(fs, nch, seed=a.seed)
-    post_n = _post_n(fs)
+    last_needed = _last_needed(fs)
     pulses, t = [], 0.5
     for _ in range(a.pulses):
         pulses.append(int(round(t * fs)))
@@ -83,7 +88,7 @@ def run_outlet(a: argparse.Namespace) -> int:
     for s in pulses:
         synth.add_pulse(s, np.exp(rng.uniform(np.log(100), np.log(2000), nch)),
                         rng.uniform(19, 26, nch))
-    complete = {s + post_n - 1: s for s in pulses}
+    complete = {s + last_needed: s for s in pulses}
     chunk = max(1, int(round(CHUNK_MS * fs / 1000.0)))
     log = []
     pulse_at = set(pulses)
@@ -103,11 +108,12 @@ def run_outlet(a: argparse.Namespace) -> int:
         pushed = pylsl.local_clock()
         for i in range(n, n + m):
             if i in pulse_at:
-                mout.push_sample([json.dumps({"intensity": 60.0})], float(ts[i - n]))
+                mout.push_sample([json.dumps({"intensity": 60.0})],
+                                 float(ts[i - n]) + STIM_OFFSET / fs)
             if i in complete:
                 s = complete[i]
-                log.append({"stim_ts": t0 + s / fs, "complete_ts": float(ts[i - n]),
-                            "pushed": pushed})
+                log.append({"stim_ts": t0 + (s + STIM_OFFSET) / fs,
+                            "complete_ts": float(ts[i - n]), "pushed": pushed})
         n += m
     with open(a.log, "w", encoding="utf-8") as f:
         json.dump(log, f)

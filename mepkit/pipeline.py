@@ -18,11 +18,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mepkit.markers import StimInfo, parse_marker
-from mepkit.params import Params
+from mepkit.params import REJECT_REASONS, Params
 
 __all__ = ["Pipeline", "Trial"]
 
 logger = logging.getLogger("mepkit.pipeline")
+
+#: ``reject_reason`` of each kernel reject code ('' = kept).
+_REASON_NAMES = ("",) + REJECT_REASONS
 
 
 @dataclass
@@ -210,6 +213,7 @@ class Pipeline:
         self._k.ring_write(np.zeros((2, n_ch)), np.zeros(2), 0, 1, empty, np.zeros(0))
         self._k.ttl_rising_edges(np.zeros(0), 0.5, 1.0, np.array([-1.0, 0.0]), self._edges)
         self._k.artifact_onsets(empty, 1.0, 1.0, np.zeros(1), np.zeros(n_ch), self._edges)
+        self._k.has_gap(np.zeros(2), 1.0)
         length = self._length
         d = self._design
         measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
@@ -400,10 +404,11 @@ class Pipeline:
                                    self.capacity / self.sfreq_hz)
                     invalid.append(pend)
                     continue
-                if s0 + self._post_n <= held:
+                self._begin(pend, s0, ts, base)
+                if pend.abs0 - base + pend.state[0][self._kf.W_NEED] <= held:
+                    # its whole window is here: measured at once with the others that are
                     ready.append((pend, s0))
                     continue
-                self._begin(pend, s0, ts, base)
             if self._advance(pend):
                 done.append(pend)
             else:
@@ -430,11 +435,12 @@ class Pipeline:
             self._state_pool.append(pend.state)
             pend.state = None
 
-    def _outputs(self, n_trials: int = 1) -> tuple[np.ndarray, ...]:
+    def _outputs(self) -> tuple[np.ndarray, ...]:
+        """Output arrays of one trial for `trial_finish` (five features, detected, reject)."""
         n_ch = len(self.channels)
-        return (*(np.empty((n_trials, n_ch)) for _ in range(5)),
-                np.zeros((n_trials, n_ch), dtype=np.bool_),
-                np.zeros((n_trials, n_ch), dtype=np.int64))
+        f = np.empty((5, 1, n_ch))
+        return (f[0], f[1], f[2], f[3], f[4], np.zeros((1, n_ch), dtype=np.bool_),
+                np.zeros((1, n_ch), dtype=np.int64))
 
     def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> None:
         """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived."""
@@ -448,18 +454,18 @@ class Pipeline:
         self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, self._design.prm, w, st)
 
     def _advance(self, pend: _Pending) -> bool:
-        """Process the trial's rows that arrived; True when its whole window is here."""
+        """Process the trial's rows that arrived; True when every row it needs is here."""
         avail = self.n_samples - pend.abs0
         d = self._design
         w, st, xs = pend.state
         row0 = self._pos + self.capacity - self.n_samples + pend.abs0
         self._kf.trial_advance(self._buf, row0, min(avail, self._length), w, st, xs,
                                d.prm[0], d.basis, d.dkey, d.lower, d.xtx, d.lp_sos, d.lp_zi)
-        return avail >= self._length
+        return avail >= w[self._kf.W_NEED]
 
     def _finish_started(self, pend: _Pending, ts: np.ndarray, base: int) -> Trial:
         a = pend.abs0 - base
-        seg = ts[max(a, 0):a + self._length]
+        seg = ts[max(a, 0):a + pend.state[0][self._kf.W_NEED]]
         gapped = self._epoch_gap(pend, seg, pend.stim_in_gap)
         out = self._outputs()
         w, st, xs = pend.state
@@ -469,8 +475,7 @@ class Pipeline:
 
     def _epoch_gap(self, pend: _Pending, seg: np.ndarray, stim_in_gap: bool) -> bool:
         """A timestamp gap (or step back) inside the epoch, or no sample near the stimulus."""
-        d = np.diff(seg)
-        gapped = bool(stim_in_gap or np.any(d > self._gap_s) or np.any(d <= 0.0))
+        gapped = bool(stim_in_gap or self._k.has_gap(seg, self._gap_s))
         if gapped:
             self.n_gaps += 1
             logger.warning("trial %d at %.4f s: timestamp gap in its epoch; rejected (gap)",
@@ -479,12 +484,11 @@ class Pipeline:
 
     def _trial(self, pend: _Pending, out: tuple[np.ndarray, ...], k: int,
                last_sample_s: float) -> Trial:
-        from mepkit.dsp.features import reason_names
-
         amp, lat, area, bg, peak, det, rej = out
+        names = _REASON_NAMES
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, amp[k], lat[k],
                      area[k], bg[k], peak[k], det[k],
-                     tuple(str(r) for r in reason_names(rej[k])), last_sample_s=last_sample_s)
+                     tuple([names[c] for c in rej[k].tolist()]), last_sample_s=last_sample_s)
 
     def _measure(self, ready, data, ts) -> list[Trial]:
         """Measure trials whose whole window is in the buffer, together."""
@@ -500,11 +504,11 @@ class Pipeline:
             a = s0 - self._pre_n  # the epoch is rows a .. a+length of the ring view
             start[k] = a
             first[k] = max(0, -a)
-            seg = ts[max(a, 0):s0 + self._post_n]
-            t_s0 = ts[s0]
-            t0[k] = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
-            gap[k] = self._epoch_gap(pend, seg, t_s0 - pend.time_s > self._gap_s)
+            seg = ts[max(a, 0):a + pend.state[0][self._kf.W_NEED]]
+            t0[k] = pend.t0_ms
+            gap[k] = self._epoch_gap(pend, seg, pend.stim_in_gap)
             last_ts[k] = seg[-1]
+            self._release(pend)
         res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, t0_ms=t0,
                            first=first, gap=gap, design=self._design)
         out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"])

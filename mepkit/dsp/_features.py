@@ -72,7 +72,8 @@ W_TREND = 13  # -1 not fitted yet, 0 nothing to remove, 1 background mean, 2 fit
 W_FIT_NEED = 14  # rows that must be present before the fit
 W_ART = 15  # artifact replacement: 0 none, 1 right value, 2 left value, 3 straight line
 W_F0 = 16
-N_W = 17
+W_NEED = 17  # rows the measurement needs: the trial is complete when they are here
+N_W = 18
 
 # ``st``: a trial's running state, one row per quantity, one column per channel
 S_VACC = 0  # sum of x * 0.0 (NaN/inf propagate)
@@ -226,6 +227,10 @@ def trial_init(t0, f0, n_samples, prm, w, st):
     if (art == 1 or art == 3) and a0 < b1 and a1 > b0:  # the fit sees replaced samples
         fit_need = max(b1, a1 + 1)
     w[W_FIT_NEED] = fit_need
+    need = max(hi, fit_need)
+    if art == 1 or art == 3:
+        need = max(need, a1 + 1)
+    w[W_NEED] = min(n_samples, need) if w[W_OK] == 1 else n_samples
     w[W_KEEP] = min(max(a1, lo), r0)
     w[W_DONE] = lo
     w[W_TREND] = -1

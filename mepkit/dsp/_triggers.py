@@ -1,4 +1,5 @@
-"""Numba kernels: trigger edges on a TTL channel and stimulus-artifact onsets."""
+"""Numba kernels: trigger edges on a TTL channel, stimulus-artifact onsets, the ring buffer
+and timestamp checks."""
 
 from numba import njit
 
@@ -79,3 +80,14 @@ def ring_write(buf, ts_buf, pos, capacity, x, ts):
         if pos == capacity:
             pos = 0
     return pos
+
+
+@njit(**JIT)
+def has_gap(ts, max_step_s):
+    """True if a step between consecutive timestamps is longer than ``max_step_s`` or not
+    forward (a gap, or a clock that went back), in one pass."""
+    for i in range(1, ts.shape[0]):
+        d = ts[i] - ts[i - 1]
+        if not (0.0 < d <= max_step_s):
+            return True
+    return False

@@ -76,6 +76,24 @@ def test_sample_by_sample_equals_all_at_once(session, params):
     assert [t.last_sample_s for t in got] == [t.last_sample_s for t in ref]
 
 
+def test_trial_completes_with_the_last_sample_its_window_needs(session):
+    """Not one sample later: the last sample measured is the last at or before the end of
+    the response window (the stimulus falls between samples)."""
+    data, ts, stims, markers, _, _ = session
+    p = Pipeline(Params(), sfreq_hz=FS, channel_labels=["FDI", "APB"])
+    p.add_markers(stims[:3], markers[:3])
+    n = int(np.searchsorted(ts, stims[2] + 0.2))
+    came = {}
+    for i in range(n):
+        for t in p.push(data[i:i + 1], ts[i:i + 1]):
+            came[t.index] = (ts[i], t)
+    assert sorted(came) == [0, 1, 2]
+    for k, (pushed_ts, t) in came.items():
+        end_s = stims[k] + Params().response_window_ms[1] / 1000.0
+        assert t.last_sample_s == pushed_ts
+        assert t.last_sample_s <= end_s + 1e-9 < t.last_sample_s + 1.0 / FS
+
+
 def test_trials_match_ground_truth_and_metadata(session):
     data, ts, stims, markers, amps, lats = session
     trials = run(data, ts, stims, markers, [1000] * 50)
