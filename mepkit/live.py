@@ -16,6 +16,7 @@ Example
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -43,6 +44,8 @@ QUIET_FLUSH_INTERVAL_S = 0.2
 #: A gap longer than this (seconds) is written as an ``outage`` event even if the
 #: stream never went silent long enough to be declared lost.
 OUTAGE_MIN_S = 0.5
+#: A full garbage collection (all generations) at a quiet moment at most this often.
+FULL_GC_INTERVAL_S = 30.0
 #: Trial columns mepkit adds to the standard ones in live records.
 LIVE_TRIAL_COLUMNS = {"last_sample_s": "float64", "available_s": "float64"}
 
@@ -79,6 +82,41 @@ class LiveStatus:
 
 
 _END = object()
+
+
+class _GcHold:
+    """Automatic garbage collection is paused while any live session runs.
+
+    A collection stops every Python thread while it runs: about 1 ms for generation 1
+    and tens of ms for a full one in a process that imported numpy, h5py and pandas,
+    which would delay a result by as much whenever it fell while a trial waits for its
+    window. The objects that exist when the first session starts are frozen
+    (``gc.freeze``: never scanned again), and sessions collect the young generations
+    at quiet moments, when no trial is waiting (`LiveSession._housekeeping`).
+    """
+
+    holders = 0
+    was_enabled = True
+    lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls.lock:
+            if cls.holders == 0:
+                cls.was_enabled = gc.isenabled()
+                gc.collect()
+                gc.freeze()
+                gc.disable()
+            cls.holders += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls.lock:
+            cls.holders -= 1
+            if cls.holders == 0:
+                gc.unfreeze()
+                if cls.was_enabled:
+                    gc.enable()
 
 
 class LiveSession:
@@ -203,7 +241,7 @@ class LiveSession:
         self._rec_markers: list[tuple[float, str]] = []
         self._rec_trials: list[Any] = []
         self._rec_events: list[tuple[float, str, Any]] = []
-        self._last_flush = 0.0
+        self._last_flush = self._last_full_gc = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
@@ -222,10 +260,15 @@ class LiveSession:
             self._close_resources()
             raise
         self._stop.clear()
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_full_gc = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="mepkit-live", daemon=True)
         self.started_local_s = self._clock()
-        self._thread.start()
+        _GcHold.acquire()  # released by the thread when it ends
+        try:
+            self._thread.start()
+        except BaseException:
+            _GcHold.release()
+            raise
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -448,9 +491,12 @@ class LiveSession:
                     self.error = exc
                 logger.error("live session: error while closing: %s: %s",
                              type(exc).__name__, exc)
-            self._close_resources()
-            self.stopped_local_s = self._clock()
-            self._queue.put(_END)
+            try:
+                self._close_resources()
+            finally:
+                _GcHold.release()
+                self.stopped_local_s = self._clock()
+                self._queue.put(_END)
 
     def _loop(self) -> None:
         import pylsl
@@ -476,8 +522,7 @@ class LiveSession:
                 trials = pipe.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
-            if self.writer is not None:
-                self._maybe_write()
+            self._housekeeping()
         # stopped: drain what already arrived, then finish
         data, ts, gaps = emg.pull()
         if mk is not None:
@@ -544,15 +589,25 @@ class LiveSession:
         if self.writer is not None:
             self._rec_trials.extend(trials)
 
-    def _maybe_write(self, force: bool = False) -> None:
-        since = time.monotonic() - self._last_flush
-        if not force:
-            if since < QUIET_FLUSH_INTERVAL_S:
-                return
-            # a trial waiting for its window would be delayed by the write: wait
-            if self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
-                return
-        self._write_pending()
+    def _housekeeping(self) -> None:
+        """Write the record and collect garbage, at a quiet moment if possible.
+
+        Every `QUIET_FLUSH_INTERVAL_S` when no trial waits for its window (a write and a
+        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`."""
+        now = time.monotonic()
+        since = now - self._last_flush
+        if since < QUIET_FLUSH_INTERVAL_S:
+            return
+        if self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
+            return
+        if self.writer is not None:
+            self._write_pending()
+        self._last_flush = now
+        if now - self._last_full_gc >= FULL_GC_INTERVAL_S:
+            gc.collect()
+            self._last_full_gc = now
+        else:
+            gc.collect(1)
 
     def _write_pending(self) -> None:
         w = self.writer

@@ -208,9 +208,17 @@ def test_live_session_unknown_marker_keys_warn_and_measure(tmp_path, caplog):
 
 
 def test_live_session_callback_and_status(tmp_path):
-    seen = []
-    trials, (start, pulses, done), status = _session_run(tmp_path, on_trial=seen.append)
+    import gc
+
+    seen, gc_on = [], []
+    assert gc.isenabled()
+    trials, (start, pulses, done), status = _session_run(
+        tmp_path, on_trial=lambda t: (seen.append(t), gc_on.append(gc.isenabled())))
     assert [t.index for t in seen] == [t.index for t in trials]
+    # automatic collection paused while the session ran (it collects at quiet moments),
+    # restored after
+    assert gc_on and not any(gc_on)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     assert status.samples == done["samples"] and status.markers == len(pulses)
     assert status.detected + status.rejected <= status.trials == len(pulses)
 
