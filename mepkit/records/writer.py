@@ -87,6 +87,23 @@ def _write_info_group(group: h5py.Group, info: Mapping[str, Any] | None, what: s
             group.attrs[str(key)] = _jsonable(value, f"{what}[{key!r}]")
 
 
+def _append(ds: h5py.Dataset, n0: int, arr: np.ndarray) -> None:
+    """Grow ``ds`` along its first axis from ``n0`` rows and write ``arr`` there.
+
+    The low-level calls do what ``ds.resize`` and ``ds[n0:] = arr`` do without their
+    per-call overhead (shape queries, selection objects: ~0.3 ms per column), which
+    made appending one row to the ~25 columns of the trials table cost ~8 ms."""
+    arr = np.ascontiguousarray(arr, dtype=ds.dtype)
+    n = arr.shape[0]
+    if n == 0:
+        return
+    rest = tuple(arr.shape[1:])
+    ds.id.set_extent((n0 + n, *rest))
+    fspace = ds.id.get_space()
+    fspace.select_hyperslab((n0,) + (0,) * len(rest), (n, *rest))
+    ds.id.write(h5py.h5s.create_simple(arr.shape), fspace, arr)
+
+
 class _Column:
     """One column of an appendable table: a 1-D dataset or a text group."""
 
@@ -100,12 +117,14 @@ class _Column:
             self.end = g.create_dataset("end", shape=(0,), maxshape=(None,), dtype="i8",
                                         chunks=(TABLE_CHUNK_ROWS,))
             self.n_bytes = 0
+            self.n_rows = 0
         else:
             self.ds = parent.create_dataset(name, shape=(0,), maxshape=(None,),
                                             dtype={"float64": "f8", "int64": "i8",
                                                    "bool": "?"}[kind],
                                             chunks=(TABLE_CHUNK_ROWS,))
             self.ds.attrs["kind"] = kind
+            self.n_rows = 0
 
     def coerce(self, values: Sequence[Any], n: int) -> Any:
         """Convert a batch to what `append` writes; raises ValueError naming the column."""
@@ -149,16 +168,12 @@ class _Column:
             blob = b"".join(arr)
             ends = self.n_bytes + np.cumsum([len(b) for b in arr], dtype=np.int64)
             if blob:  # bytes first, then the offsets that point into them
-                self.utf8.resize(self.n_bytes + len(blob), axis=0)
-                self.utf8[self.n_bytes:] = np.frombuffer(blob, dtype=np.uint8)
+                _append(self.utf8, self.n_bytes, np.frombuffer(blob, dtype=np.uint8))
                 self.n_bytes += len(blob)
-            n0 = self.end.shape[0]
-            self.end.resize(n0 + len(arr), axis=0)
-            self.end[n0:] = ends
+            _append(self.end, self.n_rows, ends)
         else:
-            n0 = self.ds.shape[0]
-            self.ds.resize(n0 + len(arr), axis=0)
-            self.ds[n0:] = arr
+            _append(self.ds, self.n_rows, arr)
+        self.n_rows += len(arr)
 
 
 class _Table:
@@ -494,12 +509,9 @@ class RecordWriter:
         try:
             st = self._streams[name]
             assert st.data is not None and st.timestamps is not None
-            n0, n1 = st.n, st.n + x.shape[0]
-            st.data.resize(n1, axis=0)
-            st.data[n0:n1] = (x * st.scale).astype(np.float32)
-            st.timestamps.resize(n1, axis=0)
-            st.timestamps[n0:n1] = t
-            st.n = n1
+            _append(st.data, st.n, (x * st.scale).astype(np.float32))
+            _append(st.timestamps, st.n, t)
+            st.n += x.shape[0]
         finally:
             self._end()
 
