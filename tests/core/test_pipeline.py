@@ -67,9 +67,10 @@ def test_sample_by_sample_equals_all_at_once(session, params):
     """A live trial is measured as its samples arrive; the result is the same bit for bit
     as measuring its whole window at once."""
     data, ts, stims, markers, _, _ = session
-    n = int(np.searchsorted(ts, stims[3] + 0.2))  # four trials
+    n = int(np.searchsorted(ts, stims[3] + 0.2))  # four trials, 3 s
     ref = run(data[:n], ts[:n], stims[:4], markers[:4], [], params=params)
-    got = run(data[:n], ts[:n], stims[:4], markers[:4], [1] * n, params=params)
+    # a 1 s ring buffer: it wraps around while trials are being measured
+    got = run(data[:n], ts[:n], stims[:4], markers[:4], [1] * n, params=params, buffer_s=1.0)
     assert [t.index for t in got] == [0, 1, 2, 3]
     np.testing.assert_array_equal(table(got), table(ref))
     assert [t.reject_reason for t in got] == [t.reject_reason for t in ref]
