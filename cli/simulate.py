@@ -7,6 +7,9 @@ commands are read from standard input, one per line:
     fire one pulse;
 ``auto on|off``
     start/stop automatic pulses (``--intensity``, ``--isi``, ``--hemisphere``);
+``contract R|L SECONDS``
+    the subject contracts that hand voluntarily (background EMG rises; its MEPs are
+    facilitated meanwhile);
 ``quit``
     stop.
 
@@ -27,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Publish the EMG of a virtual TMS subject and a JSON marker stream over "
                     "LSL in real time. Pulses fire automatically (--auto-pulses) or on "
                     "commands read from stdin: 'fire 55', 'fire 55 x=10 y=-5 hemisphere=right', "
-                    "'auto on', 'auto off', 'quit'. See docs/virtual-subject.md.")
+                    "'auto on', 'auto off', 'contract R 1.5', 'quit'. See docs/virtual-subject.md.")
     p.add_argument("--preset", default="healthy",
                    choices=("healthy", "stroke-mild", "stroke-severe"), help="subject (default healthy)")
     p.add_argument("--lesioned", default="right", choices=("left", "right"),
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if args.auto_pulses:
         auto_on()
     else:
-        print("commands: fire INTENSITY [x=MM y=MM hemisphere=left|right], auto on|off, quit",
+        print("commands: fire INTENSITY [x=MM y=MM hemisphere=left|right], auto on|off, "
+              "contract R|L SECONDS, quit",
               flush=True)
 
         def read_stdin() -> None:
@@ -192,9 +196,17 @@ def run(args: argparse.Namespace) -> int:
                         amp.fire(intensity, **kw)
                     elif cmd == "auto" and len(words) == 2 and words[1] in ("on", "off"):
                         auto_on() if words[1] == "on" else amp.stop_auto_pulses()
+                    elif cmd == "contract" and len(words) == 3:
+                        try:
+                            seconds = float(words[2])
+                        except ValueError:
+                            raise UserError(f"contract needs seconds, e.g. 'contract R 1.5', "
+                                            f"got {words[2]!r}") from None
+                        amp.contract(seconds, words[1].upper())
                     else:
                         raise UserError(f"unknown command {line.strip()!r} "
-                                        "(fire INTENSITY [x= y= hemisphere=], auto on|off, quit)")
+                                        "(fire INTENSITY [x= y= hemisphere=], auto on|off, "
+                                        "contract R|L SECONDS, quit)")
                 except (UserError, ValueError) as exc:
                     print(f"mepkit simulate: {exc}", file=sys.stderr, flush=True)
             pulses = amp.pulses

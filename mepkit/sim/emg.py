@@ -293,6 +293,16 @@ class _Contraction:
     channels: np.ndarray
 
 
+def _envelope(con: _Contraction, n: np.ndarray) -> np.ndarray:
+    """Level (0..1) of a contraction at samples ``n``: raised-cosine ramps, plateau 1."""
+    inside = (n >= con.start) & (n < con.stop)
+    if con.ramp <= 0:
+        return inside.astype(float)
+    up = np.clip((n - con.start + 0.5) / con.ramp, 0.0, 1.0)
+    down = np.clip((con.stop - n - 0.5) / con.ramp, 0.0, 1.0)
+    return np.where(inside, np.sin(0.5 * np.pi * np.minimum(up, down)) ** 2, 0.0)
+
+
 class EmgSynth:
     """Streaming generator of continuous multi-channel surface EMG (µV).
 
@@ -590,6 +600,18 @@ class EmgSynth:
                 bisect.insort(self._pulses, pulse, key=lambda p: p.key)
         return truth
 
+    def activation(self, sample: int, channels: Sequence[int] | None = None) -> float:
+        """Voluntary activation (0..1, the fraction of a contraction's plateau) at
+        ``sample`` of the most active of ``channels`` (default all)."""
+        chans = None if channels is None else set(int(c) for c in channels)
+        level = 0.0
+        n = np.array([int(sample)])
+        for con in self._contractions:
+            if con.start <= sample < con.stop and (
+                    chans is None or chans.intersection(con.channels.tolist())):
+                level = max(level, float(_envelope(con, n)[0]))
+        return level
+
     def add_contraction(
         self,
         start_sample: int,
@@ -746,12 +768,7 @@ class EmgSynth:
                 continue
             if carrier is None:
                 carrier = self._carrier(p)
-            n = np.arange(a, b)
-            env = np.ones(b - a)
-            if con.ramp > 0:
-                up = np.clip((n - con.start + 0.5) / con.ramp, 0.0, 1.0)
-                down = np.clip((con.stop - n - 0.5) / con.ramp, 0.0, 1.0)
-                env = np.sin(0.5 * np.pi * np.minimum(up, down)) ** 2
+            env = _envelope(con, np.arange(a, b))
             ch = con.channels
             out[a - n0 : b - n0, ch] += carrier[a - n0 : b - n0, ch] * (
                 env[:, None] * con.rms_uv[ch][None, :]

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from mepkit.sim.stimulator import Pulse, _check_intensity, make_marker
-from mepkit.sim.subject import HEMISPHERES, VirtualSubject
+from mepkit.sim.subject import _HAND, HEMISPHERES, VirtualSubject
 
 __all__ = ["SimulatedAmplifier"]
 
@@ -276,6 +276,39 @@ class SimulatedAmplifier:
         """Samples pushed so far (= index of the next sample)."""
         return self._pushed
 
+    # ------------------------------------------------------------ contractions
+    def contract(self, duration_s: float, hand: str = "R", *, at_s: float | None = None,
+                 rms_uv: float | None = None) -> dict[str, Any]:
+        """The subject contracts one hand (``'R'`` or ``'L'``) voluntarily for
+        ``duration_s``, now (from the next sample not yet pushed) or from ``at_s``.
+
+        Background EMG rises to ``rms_uv`` (default: the subject's
+        ``contraction_rms_uv``) on that hand's channels, and pulses answered by that
+        hand meanwhile are facilitated (see `VirtualSubject`). Thread-safe. Returns the
+        episode as also listed in `contractions`."""
+        if hand not in ("R", "L"):
+            raise ValueError(f"hand must be 'R' or 'L', got {hand!r}")
+        if not float(duration_s) > 0:
+            raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
+        rms = self.subject.emg.contraction_rms_uv if rms_uv is None else float(rms_uv)
+        idx = [i for i, c in enumerate(self.emg_channels) if c.endswith("_" + hand)]
+        if not idx:
+            raise ValueError(f"no channel of hand {hand!r} in {list(self.emg_channels)}")
+        self._check_error()
+        with self._lock:
+            if not self.running:
+                raise RuntimeError("the simulated amplifier is not running: call start() first")
+            start = self._synth.position
+            if at_s is not None:
+                start = max(start, int(math.ceil((float(at_s) - self._t0) * self.sfreq_hz
+                                                 - 1e-6)) + self._k0)
+            stop = start + max(4, int(round(float(duration_s) * self.sfreq_hz)))
+            self._synth.add_contraction(start, stop, rms, idx)
+            episode = {"start_s": self.time_of_sample(start), "stop_s": self.time_of_sample(stop),
+                       "channels": [self.emg_channels[i] for i in idx], "rms_uv": rms}
+            self.contractions.append(episode)
+        return episode
+
     # ------------------------------------------------------------ pulses
     def fire(self, intensity_pct_mso: float, x_mm: float | None = None, y_mm: float | None = None,
              hemisphere: str = "left", *, at_s: float | None = None, **meta: Any) -> Pulse:
@@ -301,7 +334,12 @@ class SimulatedAmplifier:
 
     def _fire_locked(self, k: int, intensity: float, x_mm, y_mm, hemisphere: str,
                      meta: dict[str, Any]) -> Pulse:
-        r = self.subject.respond(intensity, hemisphere=hemisphere, x_mm=x_mm, y_mm=y_mm)
+        # the hand that answers (the opposite one) may be contracting: facilitation
+        hand = "_" + _HAND[hemisphere]
+        activation = self._synth.activation(
+            k, [i for i, c in enumerate(self.emg_channels) if c.endswith(hand)])
+        r = self.subject.respond(intensity, hemisphere=hemisphere, x_mm=x_mm, y_mm=y_mm,
+                                 activation=activation)
         sel = self._map >= 0
         amp = np.zeros(len(self.emg_channels))
         lat = np.full(len(self.emg_channels), np.nan)
@@ -317,7 +355,7 @@ class SimulatedAmplifier:
         marker = make_marker(intensity, x_mm, y_mm, hemisphere, **meta)
         truth = {"channels": list(self.emg_channels), "amplitude_uv": amp, "latency_ms": lat,
                  "expected_amplitude_uv": med, "p_mep": pm, "subject_trial": r.trial,
-                 "coil_x_mm": r.x_mm, "coil_y_mm": r.y_mm}
+                 "coil_x_mm": r.x_mm, "coil_y_mm": r.y_mm, "activation": r.activation}
         pulse = Pulse(time_s=self.time_of_sample(k), intensity_pct_mso=intensity, x_mm=x_mm,
                       y_mm=y_mm, hemisphere=hemisphere, marker=marker, meta=dict(meta),
                       sample_index=k, truth=truth)
@@ -389,22 +427,8 @@ class SimulatedAmplifier:
 
     # ------------------------------------------------------------ worker
     def _schedule_locked(self, stop: int) -> None:
-        """Add auto pulses and contractions that start before sample ``stop``."""
-        auto = self._auto
-        while auto is not None and auto["next"] < stop:
-            lo, hi = auto["intensity"]
-            intensity = float(self._rng.integers(int(math.ceil(lo)), int(math.floor(hi)) + 1)) \
-                if math.floor(hi) >= math.ceil(lo) else lo
-            h = auto["hemisphere"]
-            if h == "both":
-                h = HEMISPHERES[int(self._rng.integers(2))]
-            self._fire_locked(max(auto["next"], self._synth.position), intensity, auto["x_mm"],
-                              auto["y_mm"], h, dict(auto["meta"]))
-            auto["next"] += int(round(self._rng.uniform(*auto["isi"]) * self.sfreq_hz))
-            if auto["left"] is not None:
-                auto["left"] -= 1
-                if auto["left"] <= 0:
-                    self._auto = auto = None
+        """Add contractions and auto pulses that start before sample ``stop``
+        (contractions first: a pulse in one is facilitated)."""
         e = self.subject.emg
         if e.contraction_rate_per_min > 0:
             if self._next_contraction is None:
@@ -421,6 +445,21 @@ class SimulatedAmplifier:
                                               "channels": [self.emg_channels[i] for i in idx],
                                               "rms_uv": e.contraction_rms_uv})
                 self._next_contraction = start + dur + self._draw_wait()
+        auto = self._auto
+        while auto is not None and auto["next"] < stop:
+            lo, hi = auto["intensity"]
+            intensity = float(self._rng.integers(int(math.ceil(lo)), int(math.floor(hi)) + 1)) \
+                if math.floor(hi) >= math.ceil(lo) else lo
+            h = auto["hemisphere"]
+            if h == "both":
+                h = HEMISPHERES[int(self._rng.integers(2))]
+            self._fire_locked(max(auto["next"], self._synth.position), intensity, auto["x_mm"],
+                              auto["y_mm"], h, dict(auto["meta"]))
+            auto["next"] += int(round(self._rng.uniform(*auto["isi"]) * self.sfreq_hz))
+            if auto["left"] is not None:
+                auto["left"] -= 1
+                if auto["left"] <= 0:
+                    self._auto = auto = None
 
     def _draw_wait(self) -> int:
         rate = self.subject.emg.contraction_rate_per_min / 60.0

@@ -29,6 +29,11 @@ The model (the full description, with the numbers of each preset, is in
 * **Background EMG** (noise, mains, drift, artifact, voluntary contraction
   episodes) is described by :class:`EmgSettings` and rendered by
   :class:`mepkit.sim.emg.EmgSynth` (see :meth:`VirtualSubject.make_emg_synth`).
+* **Voluntary contraction facilitates.** A pulse given while the target hand
+  contracts (``activation`` from 0 at rest to 1 at the episode's plateau) meets a
+  threshold lowered to ``active_threshold_ratio`` (0.8) × RMT at full activation —
+  the active motor threshold — so the same intensity gives larger MEPs, and their
+  onset comes up to ``active_latency_shift_ms`` (2 ms) earlier.
 
 Presets: ``healthy``, ``stroke-mild`` (lesioned hemisphere: RMT +15 %MSO, smaller
 MEPs, a smaller map, 2 ms later; the other hemisphere slightly disinhibited) and
@@ -189,6 +194,8 @@ class Response:
     latency_ms: np.ndarray
     expected_amplitude_uv: np.ndarray
     p_mep: np.ndarray
+    #: Voluntary activation of the target hand at the pulse (0 at rest, 1 at full).
+    activation: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -199,6 +206,7 @@ class Response:
             "latency_ms": self.latency_ms.tolist(),
             "expected_amplitude_uv": self.expected_amplitude_uv.tolist(),
             "p_mep": self.p_mep.tolist(),
+            "activation": self.activation,
         }
 
 
@@ -226,6 +234,10 @@ class VirtualSubject:
         Amplitudes below this are no MEP (reported as 0).
     name : str
         Description (the preset's name).
+    active_threshold_ratio : float
+        Active / resting motor threshold at full voluntary activation (0 < r <= 1).
+    active_latency_shift_ms : float
+        How much earlier MEP onsets come at full voluntary activation.
 
     Examples
     --------
@@ -244,7 +256,17 @@ class VirtualSubject:
         floor_uv: float = 10.0,
         name: str = "custom",
         lesioned_hemisphere: str | None = None,
+        active_threshold_ratio: float = 0.8,
+        active_latency_shift_ms: float = 2.0,
     ) -> None:
+        if not 0.0 < float(active_threshold_ratio) <= 1.0:
+            raise ValueError(f"active_threshold_ratio must be in (0, 1], got "
+                             f"{active_threshold_ratio!r}")
+        if not float(active_latency_shift_ms) >= 0.0:
+            raise ValueError(f"active_latency_shift_ms must be >= 0, got "
+                             f"{active_latency_shift_ms!r}")
+        self.active_threshold_ratio = float(active_threshold_ratio)
+        self.active_latency_shift_ms = float(active_latency_shift_ms)
         if set(hemispheres) != set(HEMISPHERES):
             raise ValueError(f"hemispheres must have the keys {HEMISPHERES}, got {sorted(hemispheres)}")
         muscles = tuple(hemispheres["left"].muscles)
@@ -370,45 +392,59 @@ class VirtualSubject:
         return "FDI" if "FDI" in self.muscles else self.muscles[0]
 
     def true_rmt(self, hemisphere: str, muscle: str = "FDI", *,
-                 x_mm: float | None = None, y_mm: float | None = None) -> float:
+                 x_mm: float | None = None, y_mm: float | None = None,
+                 activation: float = 0.0) -> float:
         """The resting motor threshold (%MSO) of ``muscle`` from ``hemisphere``.
 
         At the muscle's own hotspot unless a coil position is given; there it
         is ``rmt / w(d)``.  ``math.inf`` when the muscle gives no MEPs.  May
-        exceed 100 (unreachable).
+        exceed 100 (unreachable).  With ``activation`` > 0, the threshold during
+        that much voluntary contraction (1: the active motor threshold).
         """
         m = self.muscle(hemisphere, muscle)
         if not m.responsive:
             return math.inf
+        rmt = m.rmt_pct_mso * self._active_factor(activation)
         if x_mm is None and y_mm is None:
-            return m.rmt_pct_mso
+            return rmt
         x = m.hotspot_x_mm if x_mm is None else float(x_mm)
         y = m.hotspot_y_mm if y_mm is None else float(y_mm)
         d2 = (x - m.hotspot_x_mm) ** 2 + (y - m.hotspot_y_mm) ** 2
         log_w = -d2 * self._vec[hemisphere]["inv2s2"]
-        return m.rmt_pct_mso * math.exp(-log_w) if log_w > -700 else math.inf
+        return rmt * math.exp(-log_w) if log_w > -700 else math.inf
+
+    def _active_factor(self, activation: float) -> float:
+        """Threshold multiplier at this voluntary activation (1 at rest)."""
+        a = float(activation)
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"activation must be within 0..1, got {activation!r}")
+        return 1.0 - a * (1.0 - self.active_threshold_ratio)
 
     def expected_amplitude(self, intensity_pct_mso: float, *, hemisphere: str, muscle: str = "FDI",
-                           x_mm: float | None = None, y_mm: float | None = None) -> float:
+                           x_mm: float | None = None, y_mm: float | None = None,
+                           activation: float = 0.0) -> float:
         """Noise-free median MEP (µV) of one muscle."""
-        med, _ = self._median(float(intensity_pct_mso), hemisphere, x_mm, y_mm)
+        med, _ = self._median(float(intensity_pct_mso), hemisphere, x_mm, y_mm, activation)
         return float(med[self.muscles.index(muscle)])
 
     def p_mep(self, intensity_pct_mso: float, *, hemisphere: str, muscle: str = "FDI",
-              x_mm: float | None = None, y_mm: float | None = None) -> float:
+              x_mm: float | None = None, y_mm: float | None = None,
+              activation: float = 0.0) -> float:
         """Probability of an MEP >= 50 µV in one muscle."""
-        med, _ = self._median(float(intensity_pct_mso), hemisphere, x_mm, y_mm)
+        med, _ = self._median(float(intensity_pct_mso), hemisphere, x_mm, y_mm, activation)
         i = self.muscles.index(muscle)
         return float(self._p(med, self._vec[hemisphere]["sigma"])[i])
 
     # ------------------------------------------------------------ trials
-    def _median(self, intensity: float, hemisphere: str, x_mm, y_mm):
+    def _median(self, intensity: float, hemisphere: str, x_mm, y_mm, activation: float = 0.0):
         v = self._vec[_check_hemisphere(hemisphere)]
         i = self.muscles.index(self._target(hemisphere))
         x = float(v["hx"][i]) if x_mm is None else float(x_mm)
         y = float(v["hy"][i]) if y_mm is None else float(y_mm)
         d2 = (x - v["hx"]) ** 2 + (y - v["hy"]) ** 2
         i_eff = intensity * np.exp(-d2 * v["inv2s2"])
+        if activation:
+            i_eff = i_eff / self._active_factor(activation)
         z = np.clip((v["i50"] - i_eff) / v["slope"], -700.0, 700.0)
         med = np.where(v["responsive"], v["mep_max"] / (1.0 + np.exp(z)), 0.0)
         return med, (x, y)
@@ -420,7 +456,8 @@ class VirtualSubject:
         return np.where(med > 0, _phi(np.nan_to_num(z, neginf=-40.0)), 0.0)
 
     def respond(self, intensity_pct_mso: float, *, hemisphere: str,
-                x_mm: float | None = None, y_mm: float | None = None) -> Response:
+                x_mm: float | None = None, y_mm: float | None = None,
+                activation: float = 0.0) -> Response:
         """Draw one trial: the MEPs a pulse gives on every channel.
 
         Parameters
@@ -432,6 +469,9 @@ class VirtualSubject:
         x_mm, y_mm : float, optional
             Coil position; ``None`` puts it on the FDI hotspot of that
             hemisphere (one missing coordinate is taken from the hotspot).
+        activation : float
+            Voluntary activation of the target hand (0 at rest, 1 at the plateau
+            of a contraction): lowers the threshold and shortens the latency.
 
         Returns
         -------
@@ -442,14 +482,15 @@ class VirtualSubject:
         if not (0.0 <= intensity <= 100.0):
             raise ValueError(f"intensity_pct_mso must be within 0..100 %MSO, got {intensity_pct_mso!r}")
         v = self._vec[_check_hemisphere(hemisphere)]
-        med, (x, y) = self._median(intensity, hemisphere, x_mm, y_mm)
+        med, (x, y) = self._median(intensity, hemisphere, x_mm, y_mm, activation)
         n_m = med.size
         z = self._rng.standard_normal(n_m + 1)
         zm = v["a"] * z[0] + v["b"] * z[1:]
         amp = med * np.exp(v["sigma"] * zm)
         mep = amp >= self.floor_uv
         frac = np.divide(med, v["mep_max"], out=np.zeros(n_m), where=v["mep_max"] > 0)
-        lat = v["lat"] + v["lat_shift"] * (0.5 - frac) + v["lat_sd"] * self._rng.standard_normal(n_m)
+        lat = (v["lat"] + v["lat_shift"] * (0.5 - frac) - self.active_latency_shift_ms * activation
+               + v["lat_sd"] * self._rng.standard_normal(n_m))
         n = len(self.channels)
         out_amp = np.zeros(n)
         out_lat = np.full(n, np.nan)
@@ -463,7 +504,7 @@ class VirtualSubject:
         trial = self._n_trials
         self._n_trials += 1
         return Response(trial, intensity, hemisphere, x, y, self.channels,
-                        out_amp, out_lat, out_med, out_p)
+                        out_amp, out_lat, out_med, out_p, float(activation))
 
     # ------------------------------------------------------------ EMG
     def make_emg_synth(self, sfreq_hz: float, n_channels: int | None = None, *, seed: int = 0):
@@ -482,6 +523,8 @@ class VirtualSubject:
         """All parameters as a plain dict (for records and reports)."""
         out: dict[str, Any] = {"name": self.name, "seed": self.seed, "floor_uv": self.floor_uv,
                                "lesioned_hemisphere": self.lesioned_hemisphere,
+                               "active_threshold_ratio": self.active_threshold_ratio,
+                               "active_latency_shift_ms": self.active_latency_shift_ms,
                                "channels": list(self.channels), "emg": vars(self.emg).copy()}
         for h in HEMISPHERES:
             hm = self.hemispheres[h]

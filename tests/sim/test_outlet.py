@@ -231,12 +231,14 @@ def test_cli_simulate_stdin_commands():
     sid = _sid()
     cmd = [sys.executable, "-m", "mepkit_cli.main", "simulate", "--source-id", sid,
            "--duration", "8", "--channels", "FDI_R,APB_R"]
-    res = subprocess.run(cmd, input="fire 55\nfire 60 x=10 y=-5 hemisphere=right\nfire x\nquit\n",
+    res = subprocess.run(cmd, input="fire 55\nfire 60 x=10 y=-5 hemisphere=right\nfire x\n"
+                         "contract R 0.5\ncontract R soon\ncontract both 1\nquit\n",
                          capture_output=True, text=True, timeout=15, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("pulse")]
     assert len(lines) == 2 and "55.0 %MSO" in lines[0] and "x=10.0 y=-5.0" in lines[1]
     assert "not an intensity" in res.stderr
+    assert "contract needs seconds" in res.stderr and "hand must be 'R' or 'L'" in res.stderr
     assert "stopped after" in res.stdout  # 'quit' ended it before --duration
 
 
@@ -260,3 +262,27 @@ def test_voluntary_contractions_are_scheduled_and_recorded():
     for e in episodes:
         assert 0.19 <= e["stop_s"] - e["start_s"] <= 0.31
         assert e["channels"] in (["FDI_R", "APB_R", "ADM_R"], ["FDI_L", "APB_L", "ADM_L"])
+
+
+def test_pulse_during_a_contraction_is_facilitated():
+    """A pulse on the plateau of a contraction of the answering hand meets the active
+    threshold; one during a contraction of the other hand does not."""
+    subject = VirtualSubject.from_preset("healthy", seed=2)
+    rmt = subject.true_rmt("left")
+    with SimulatedAmplifier(subject, source_id=_sid(), markers=False) as amp:
+        right = amp.contract(0.5, "R", at_s=amp.time_of_sample(amp.n_pushed) + 0.2)
+        t = right["start_s"]
+        left = amp.contract(0.5, "L", at_s=t + 1.0)
+        on_plateau = amp.fire(rmt, hemisphere="left", at_s=t + 0.25)
+        other_hand = amp.fire(rmt, hemisphere="left", at_s=t + 1.25)
+        at_rest = amp.fire(rmt, hemisphere="left", at_s=t + 2.0)
+        with pytest.raises(ValueError, match="hand"):
+            amp.contract(1.0, "both")
+    assert right["channels"] == ["FDI_R", "APB_R", "ADM_R"] and left["stop_s"] > t + 1.49
+    assert [right, left] == amp.contractions
+    c = list(amp.emg_channels).index("FDI_R")
+    assert on_plateau.truth["activation"] == 1.0
+    assert other_hand.truth["activation"] == 0.0 and at_rest.truth["activation"] == 0.0
+    assert on_plateau.truth["expected_amplitude_uv"][c] == pytest.approx(
+        subject.expected_amplitude(rmt, hemisphere="left", activation=1.0))
+    assert at_rest.truth["expected_amplitude_uv"][c] == pytest.approx(50.0)

@@ -103,6 +103,31 @@ def test_p_mep_half_at_true_rmt_monte_carlo(preset):
                 pytest.approx(50.0)
 
 
+def test_voluntary_contraction_lowers_threshold_and_shortens_latency():
+    s = VirtualSubject.from_preset("healthy", seed=4)
+    rmt = s.true_rmt("left")
+    amt = s.true_rmt("left", activation=1.0)
+    assert amt == pytest.approx(s.active_threshold_ratio * rmt)
+    assert s.true_rmt("left", activation=0.5) == pytest.approx(
+        (1 - 0.5 * (1 - s.active_threshold_ratio)) * rmt)
+    # the active threshold holds the same criterion: half of the MEPs reach 50 uV there
+    assert s.p_mep(amt, hemisphere="left", activation=1.0) == pytest.approx(0.5)
+    assert s.expected_amplitude(rmt, hemisphere="left", activation=1.0) > 2 * \
+        s.expected_amplitude(rmt, hemisphere="left")
+    c = s.channels.index(channel_label("left", "FDI"))
+    at_rest = [s.respond(rmt + 15, hemisphere="left") for _ in range(400)]
+    active = [s.respond(rmt + 15, hemisphere="left", activation=1.0) for _ in range(400)]
+    assert all(r.activation == 1.0 for r in active) and at_rest[0].activation == 0.0
+    shift = (np.nanmean([r.latency_ms[c] for r in at_rest])
+             - np.nanmean([r.latency_ms[c] for r in active]))
+    # 2 ms from contraction, minus the larger MEPs' own (<= 1 ms) shortening at rest
+    assert 1.8 < shift < 3.1
+    with pytest.raises(ValueError, match="activation"):
+        s.respond(50, hemisphere="left", activation=1.5)
+    with pytest.raises(ValueError, match="active_threshold_ratio"):
+        VirtualSubject(s.hemispheres, active_threshold_ratio=0.0)
+
+
 def test_p_mep_matches_monte_carlo_along_the_curve():
     s = VirtualSubject.from_preset("healthy", seed=2)
     rmt = s.true_rmt("left")
