@@ -68,10 +68,13 @@ def test_sample_by_sample_equals_all_at_once(session, params):
     as measuring its whole window at once."""
     data, ts, stims, markers, _, _ = session
     n = int(np.searchsorted(ts, stims[3] + 0.2))  # four trials, 3 s
-    ref = run(data[:n], ts[:n], stims[:4], markers[:4], [], params=params)
+    # and four more 60 ms after them: two trials in progress at once
+    t_all = np.concatenate([stims[:4], stims[:4] + 0.06])
+    m_all = markers[:4] * 2
+    ref = run(data[:n], ts[:n], t_all, m_all, [], params=params)
     # a 1 s ring buffer: it wraps around while trials are being measured
-    got = run(data[:n], ts[:n], stims[:4], markers[:4], [1] * n, params=params, buffer_s=1.0)
-    assert [t.index for t in got] == [0, 1, 2, 3]
+    got = run(data[:n], ts[:n], t_all, m_all, [1] * n, params=params, buffer_s=1.0)
+    assert [t.index for t in got] == list(range(8))
     np.testing.assert_array_equal(table(got), table(ref))
     assert [t.reject_reason for t in got] == [t.reject_reason for t in ref]
     assert [t.last_sample_s for t in got] == [t.last_sample_s for t in ref]
