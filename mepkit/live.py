@@ -631,7 +631,6 @@ class LiveSession:
             w.append_event(time_s, kind, detail)
         self._rec_events = []
         w.flush()
-        self._last_flush = time.monotonic()
 
     def _finish(self) -> None:
         pipe = self.pipeline

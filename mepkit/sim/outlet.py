@@ -296,12 +296,7 @@ class SimulatedAmplifier:
             raise ValueError(f"no channel of hand {hand!r} in {list(self.emg_channels)}")
         self._check_error()
         with self._lock:
-            if not self.running:
-                raise RuntimeError("the simulated amplifier is not running: call start() first")
-            start = self._synth.position
-            if at_s is not None:
-                start = max(start, int(math.ceil((float(at_s) - self._t0) * self.sfreq_hz
-                                                 - 1e-6)) + self._k0)
+            start = self._sample_at_locked(at_s)
             stop = start + max(4, int(round(float(duration_s) * self.sfreq_hz)))
             self._synth.add_contraction(start, stop, rms, idx)
             episode = {"start_s": self.time_of_sample(start), "stop_s": self.time_of_sample(stop),
@@ -325,12 +320,18 @@ class SimulatedAmplifier:
             raise ValueError(f"hemisphere must be one of {HEMISPHERES}, got {hemisphere!r}")
         self._check_error()
         with self._lock:
-            if not self.running:
-                raise RuntimeError("the simulated amplifier is not running: call start() first")
-            k = self._synth.position
-            if at_s is not None:
-                k = max(k, int(math.ceil((float(at_s) - self._t0) * self.sfreq_hz - 1e-6)) + self._k0)
+            k = self._sample_at_locked(at_s)
             return self._fire_locked(k, intensity, x_mm, y_mm, hemisphere, meta)
+
+    def _sample_at_locked(self, at_s: float | None) -> int:
+        """The next sample not yet generated, or the first at or after ``at_s`` if later
+        (the lock is held)."""
+        if not self.running:
+            raise RuntimeError("the simulated amplifier is not running: call start() first")
+        k = self._synth.position
+        if at_s is not None:
+            k = max(k, int(math.ceil((float(at_s) - self._t0) * self.sfreq_hz - 1e-6)) + self._k0)
+        return k
 
     def _fire_locked(self, k: int, intensity: float, x_mm, y_mm, hemisphere: str,
                      meta: dict[str, Any]) -> Pulse:
