@@ -24,6 +24,12 @@ __all__ = ["Pipeline", "Trial"]
 
 logger = logging.getLogger("mepkit.pipeline")
 
+#: A trial started while its window fills processes at most this many rows per chunk (or
+#: twice the chunk, if more) until its window is complete: the ~100 ms of background it
+#: finds when its marker arrives is spread over the next chunks instead of delaying the
+#: chunk that brought the marker (and any other trial completing in it).
+CATCH_UP_ROWS = 256
+
 #: ``reject_reason`` of each kernel reject code ('' = kept).
 _REASON_NAMES = ("",) + REJECT_REASONS
 
@@ -202,6 +208,7 @@ class Pipeline:
         self._kf = _features
         self._design = Design(p, self.sfreq_hz, need)
         self._state_pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._chunk_n = 0  # samples in the chunk being pushed
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -222,7 +229,9 @@ class Pipeline:
         w, st, xs = self._take_state()
         self._kf.trial_init(-self._pre_n * self.dt_ms, 0, length, d.prm, w, st)
         self._kf.trial_advance(self._buf, 0, length, w, st, xs, d.prm[0], d.basis, d.dkey,
-                               d.lower, d.xtx, d.lp_sos, d.lp_zi)
+                               d.lower, d.xtx, d.lp_sos, d.lp_zi, CATCH_UP_ROWS)
+        self._kf.trial_advance(self._buf, 0, length, w, st, xs, d.prm[0], d.basis, d.dkey,
+                               d.lower, d.xtx, d.lp_sos, d.lp_zi, -1)
         out = self._outputs()
         self._kf.trial_finish(0, 0.0, False, w, st, xs, d.prm, *out)
         self._state_pool.append((w, st, xs))
@@ -271,6 +280,7 @@ class Pipeline:
         if ts.shape != (x.shape[0],):
             raise ValueError(f"timestamps must have shape ({x.shape[0]},), got {ts.shape}")
         n = x.shape[0]
+        self._chunk_n = n
         if n == 0:
             return self._complete()
         # a clock that jumps backwards (reset): finish the old timeline, start afresh
@@ -458,10 +468,12 @@ class Pipeline:
         avail = self.n_samples - pend.abs0
         d = self._design
         w, st, xs = pend.state
+        complete = avail >= w[self._kf.W_NEED]
         row0 = self._pos + self.capacity - self.n_samples + pend.abs0
         self._kf.trial_advance(self._buf, row0, min(avail, self._length), w, st, xs,
-                               d.prm[0], d.basis, d.dkey, d.lower, d.xtx, d.lp_sos, d.lp_zi)
-        return avail >= w[self._kf.W_NEED]
+                               d.prm[0], d.basis, d.dkey, d.lower, d.xtx, d.lp_sos, d.lp_zi,
+                               -1 if complete else max(CATCH_UP_ROWS, 2 * self._chunk_n))
+        return complete
 
     def _finish_started(self, pend: _Pending, ts: np.ndarray, base: int) -> Trial:
         a = pend.abs0 - base

@@ -334,9 +334,10 @@ def _fit(ep, row0, w, st, dt_ms, basis, dkey, lower, xtx, y):
 
 @njit(**JIT)
 def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_sos,
-                  lp_zi_unit):
+                  lp_zi_unit, max_rows=-1):
     """Process the rows of a trial that have arrived: epoch rows ``0 .. upto`` are
-    ``ep[row0 + i]``. Returns True when every row of the trial is processed."""
+    ``ep[row0 + i]``; at most ``max_rows`` of them in this call (``-1``: all). Returns
+    True when every row of the trial is processed."""
     if w[W_OK] == 0:
         return True
     hi = w[W_HI]
@@ -355,6 +356,8 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
     a1 = w[W_A1]
     if (art == 1 or art == 3) and lim > a0 and upto <= a1:
         lim = max(done, a0)  # artifact rows wait for the sample after the window
+    if max_rows >= 0 and lim > done + max_rows:
+        lim = done + max_rows
     lo = w[W_LO]
     b0 = w[W_B0]
     b1 = w[W_B1]

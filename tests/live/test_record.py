@@ -212,12 +212,16 @@ def test_record_virtual_subject_matches_ground_truth(tmp_path):
          "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: amp._marker_outlet.have_consumers(), 25, "mepkit record to connect")
-        time.sleep(0.3)
+        # pulses at fixed samples of the amplifier's seeded EMG: the same noise under every
+        # MEP in every run, so the test does not depend on when the machine gets to it
+        first = int(8.0 * amp.sfreq_hz)
+        assert amp.n_pushed < first - amp.sfreq_hz, "mepkit record took > 7 s to connect"
         rng = np.random.default_rng(3)
-        for intensity in rng.permutation(np.linspace(30, 85, 30)).round():
-            amp.fire(float(intensity))
-            time.sleep(0.25)
-        time.sleep(0.5)
+        for i, intensity in enumerate(rng.permutation(np.linspace(30, 85, 30)).round()):
+            amp.fire(float(intensity), at_s=amp.time_of_sample(first + i * int(0.25 * amp.sfreq_hz)))
+        last = amp.pulses[-1]
+        wait_until(lambda: amp.n_pushed > last.sample_index + 0.5 * amp.sfreq_hz, 30,
+                   "the last pulse's response to be published")
         rec.send_signal(signal.SIGINT)
         stdout, stderr = rec.communicate(timeout=20)
     finally:
