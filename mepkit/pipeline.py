@@ -18,7 +18,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mepkit.markers import StimInfo, parse_marker
-from mepkit.params import REJECT_REASONS, Params
+from mepkit.dsp.features import REASON_NAMES
+from mepkit.params import Params
 
 __all__ = ["Pipeline", "Trial"]
 
@@ -29,9 +30,6 @@ logger = logging.getLogger("mepkit.pipeline")
 #: finds when its marker arrives is spread over the next chunks instead of delaying the
 #: chunk that brought the marker (and any other trial completing in it).
 CATCH_UP_ROWS = 256
-
-#: ``reject_reason`` of each kernel reject code ('' = kept).
-_REASON_NAMES = ("",) + REJECT_REASONS
 
 
 @dataclass
@@ -497,7 +495,7 @@ class Pipeline:
     def _trial(self, pend: _Pending, out: tuple[np.ndarray, ...], k: int,
                last_sample_s: float) -> Trial:
         amp, lat, area, bg, peak, det, rej = out
-        names = _REASON_NAMES
+        names = REASON_NAMES
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, amp[k], lat[k],
                      area[k], bg[k], peak[k], det[k],
                      tuple([names[c] for c in rej[k].tolist()]), last_sample_s=last_sample_s)

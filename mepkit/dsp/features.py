@@ -11,7 +11,9 @@ __all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES", "Design
 #: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
 FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
 
-_REASONS = np.array(("",) + REJECT_REASONS, dtype=object)
+#: ``reject_reason`` of each kernel reject code ('' = kept).
+REASON_NAMES: tuple[str, ...] = ("",) + REJECT_REASONS
+_REASONS = np.array(REASON_NAMES, dtype=object)
 _LP_CACHE: dict = {}
 
 
