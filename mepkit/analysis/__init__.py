@@ -1,0 +1,1 @@
+"""Analysis of trial tables: thresholds, recruitment curves, hemispheric excitability, maps."""
