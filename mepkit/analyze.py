@@ -43,16 +43,24 @@ def _empty_frame(cols):
     for c in ("file", "channel", "label", "site", "hemisphere", "condition", "reject_reason"):
         dtypes[c] = "object"
     dtypes["trial"] = "int64"
-    dtypes["detected"] = dtypes["rejected"] = "bool"
+    dtypes["detected"] = dtypes["rejected"] = dtypes["onset_ambiguous"] = "bool"
     return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in cols})
 
 
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
                       artifact_triggers: bool = False, marker_filter: str | None = None,
-                      unit: str | None = None, file: str | None = None, chunk_s: float = 1.0):
+                      unit: str | None = None, file: str | None = None, chunk_s: float = 1.0,
+                      mains: str = "recording"):
     """Replay a :class:`~mepkit.sources.xdf.Recording` through the Pipeline.
 
-    Returns a DataFrame with one row per trial and EMG channel.
+    Returns a DataFrame with one row per trial and EMG channel. Its ``attrs`` hold
+    ``line_freq_hz`` (the mains frequency used, None for none) and ``line_freq_source``
+    (``"set"`` or ``"detected"``).
+
+    With ``params.line_freq_hz == "auto"``, ``mains="recording"`` decides the mains
+    frequency over the whole recording before measuring (every trial uses it);
+    ``mains="stream"`` decides as a live session does (1 s blocks as the samples arrive),
+    which reproduces a live session's trials exactly.
     """
     from mepkit.sources.xdf import channel_scales
 
@@ -70,6 +78,17 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
     data, ts = recording.data, recording.timestamps
+    line_source = "set"
+    if params.line_freq_hz == "auto" and mains == "recording":
+        from mepkit.dsp.mains import describe, detect_line_freq
+
+        emg_cols = [i for i, c in enumerate(labels) if c != trigger_channel]
+        est = detect_line_freq(np.asarray(data)[:, emg_cols], recording.sfreq_hz)
+        params = params.replace(line_freq_hz=est.line_freq_hz)
+        line_source = "detected"
+        logger.info("%s: %s", name, describe(est.line_freq_hz, "detected"))
+    elif mains not in ("recording", "stream"):
+        raise ValueError(f"mains must be 'recording' or 'stream', got {mains!r}")
     segments = clock_segments(ts, params.gap_tolerance_ms / 1000.0)
     if len(segments) > 1:
         logger.warning("%s: the EMG clock jumps backwards %d time(s) (clock reset); each part is "
@@ -99,7 +118,14 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
             logger.warning("%s: %d marker(s) fall outside the EMG recording and are ignored "
                            "(first at %.3f s)", recording.path, lost.size,
                            recording.marker_times[lost[0]])
-    return trials_to_frame(trials, name)
+    frame = trials_to_frame(trials, name)
+    line = params.line_freq_hz
+    if line == "auto":  # decided per stream block: the last decision
+        line = pipe.line_freq_hz if segments else None
+        line_source = "detected"
+    frame.attrs["line_freq_hz"] = line
+    frame.attrs["line_freq_source"] = line_source
+    return frame
 
 
 def clock_segments(ts: np.ndarray, tolerance_s: float) -> list[tuple[int, int]]:
@@ -218,6 +244,7 @@ def _frame_from_arrays(file, names, infos, res, reasons, *, stim_time_s):
     }
     for k in ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms"):
         cols[k] = res[k].reshape(-1)
+    cols["onset_ambiguous"] = res["onset_ambiguous"].reshape(-1)
     cols["detected"] = res["detected"].reshape(-1)
     cols["reject_reason"] = np.asarray(reasons, dtype=object).reshape(-1)
     cols["rejected"] = cols["reject_reason"] != ""

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Params", "TRIAL_COLUMNS", "REJECT_REASONS"]
+__all__ = ["Params", "TRIAL_COLUMNS", "REJECT_REASONS", "ONSET_METHODS"]
 
 #: Columns of the trial table (one row per trial and EMG channel), in order.
 TRIAL_COLUMNS: tuple[str, ...] = (
@@ -27,6 +27,7 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "condition",
     "amplitude_uv",
     "latency_ms",
+    "onset_ambiguous",
     "area_uv_ms",
     "background_rms_uv",
     "peak_time_ms",
@@ -37,6 +38,9 @@ TRIAL_COLUMNS: tuple[str, ...] = (
 
 #: Allowed values of ``reject_reason`` besides the empty string, in priority order.
 REJECT_REASONS: tuple[str, ...] = ("invalid", "gap", "clipped", "background")
+
+#: Values of ``Params.onset_method`` (in the order of the kernel's codes).
+ONSET_METHODS: tuple[str, ...] = ("threshold", "hodges", "tkeo", "slope")
 
 
 def _pair(value: Any, name: str) -> tuple[float, float]:
@@ -66,10 +70,20 @@ class Params:
     background_limit_uv : float
         A trial whose pre-stimulus background RMS exceeds this is rejected.
     onset_sd : float
-        Onset threshold as a multiple of the background RMS.
-    line_freq_hz : float or None
+        Onset threshold as a multiple of the background RMS (the crossing every onset
+        method starts from).
+    onset_method : str
+        How the onset latency is found (``docs/methods.md``, "Onset methods"):
+        ``"threshold"`` (crossing of ``onset_sd`` x RMS walked back to the start of
+        the rise), ``"hodges"`` (Hodges & Bui 1996 sliding window), ``"tkeo"``
+        (Teager-Kaiser energy, Li et al. 2007; Solnik et al. 2010) or ``"slope"``
+        (tangent at the steepest point of the rise). All four run; an onset where
+        they disagree is flagged (``onset_ambiguous``).
+    line_freq_hz : float, None or "auto"
         Mains frequency (50 or 60). Removed by a pre-stimulus sinusoid fit from
         each epoch and by a notch on the continuous monitor. ``None`` disables.
+        ``"auto"`` (default) decides 50 Hz, 60 Hz or none from the background
+        spectrum (``mepkit.dsp.mains``).
     line_harmonics : int
         Number of mains harmonics (including the fundamental) removed.
     lowpass_hz : float or None
@@ -97,7 +111,8 @@ class Params:
     detection_threshold_uv: float = 50.0
     background_limit_uv: float = 20.0
     onset_sd: float = 5.0
-    line_freq_hz: float | None = 50.0
+    onset_method: str = "threshold"
+    line_freq_hz: float | str | None = "auto"
     line_harmonics: int = 3
     lowpass_hz: float | None = 2000.0
     monitor_band_hz: tuple[float, float] = (20.0, 2000.0)
@@ -125,7 +140,19 @@ class Params:
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
             object.__setattr__(self, name, value)
-        if self.line_freq_hz is not None:
+        if self.onset_method not in ONSET_METHODS:
+            raise ValueError(f"onset_method must be one of {ONSET_METHODS}, got "
+                             f"{self.onset_method!r}")
+        if isinstance(self.line_freq_hz, str):
+            text = self.line_freq_hz.strip().lower()
+            if text not in ("auto", "none"):
+                try:
+                    text = float(text)
+                except ValueError:
+                    raise ValueError("line_freq_hz must be a frequency, None or 'auto', got "
+                                     f"{self.line_freq_hz!r}") from None
+            object.__setattr__(self, "line_freq_hz", None if text == "none" else text)
+        if self.line_freq_hz is not None and self.line_freq_hz != "auto":
             object.__setattr__(self, "line_freq_hz", float(self.line_freq_hz))
             if self.line_freq_hz <= 0:
                 raise ValueError(f"line_freq_hz must be > 0 or None, got {self.line_freq_hz!r}")

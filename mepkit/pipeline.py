@@ -47,6 +47,8 @@ class Trial:
     peak_time_ms: np.ndarray
     detected: np.ndarray
     reject_reason: tuple[str, ...]
+    #: Per channel: the onset methods disagree, or the response has no clean crossing.
+    onset_ambiguous: np.ndarray | None = None
     #: Timestamp (EMG clock) of the last sample the measurement needed.
     last_sample_s: float = math.nan
     #: Time (EMG clock) at which the measurement became available (live sources).
@@ -68,6 +70,8 @@ class Trial:
                 "site": s.site, "hemisphere": s.hemisphere, "condition": s.condition,
                 "amplitude_uv": float(self.amplitude_uv[c]),
                 "latency_ms": float(self.latency_ms[c]),
+                "onset_ambiguous": (bool(self.onset_ambiguous[c])
+                                    if self.onset_ambiguous is not None else False),
                 "area_uv_ms": float(self.area_uv_ms[c]),
                 "background_rms_uv": float(self.background_rms_uv[c]),
                 "peak_time_ms": float(self.peak_time_ms[c]),
@@ -91,6 +95,7 @@ class _Pending:
     t0_ms: float = field(default=0.0, compare=False)
     stim_in_gap: bool = field(default=False, compare=False)
     state: Any = field(default=None, compare=False)
+    design: Any = field(default=None, compare=False)  # the Design of its mains decision
 
 
 class Pipeline:
@@ -116,6 +121,15 @@ class Pipeline:
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
         Run the continuous display/background filter and keep ``monitor_rms_uv``.
+
+    Notes
+    -----
+    With ``params.line_freq_hz == "auto"`` the mains frequency is decided from the data
+    (:class:`mepkit.dsp.mains.MainsDetector`): 1 s blocks counted from the stream's first
+    sample, judged before any trial that follows them is measured; each trial uses the
+    decision in force at its stimulus sample (before the first decision, the samples of
+    the stream up to its stimulus). ``line_freq_hz`` is the decision in force and
+    ``mains_decisions`` every decision with its sample index.
     """
 
     def __init__(
@@ -204,7 +218,19 @@ class Pipeline:
 
         self._k = _triggers
         self._kf = _features
-        self._design = Design(p, self.sfreq_hz, need)
+        self._mains = None
+        #: One feature Design per mains frequency a trial may use.
+        self._designs: dict[float | None, Design] = {}
+        if p.line_freq_hz == "auto":
+            from mepkit.dsp.mains import CANDIDATES_HZ, MainsDetector
+
+            self._mains = MainsDetector(self.sfreq_hz)
+            for line in (*CANDIDATES_HZ, None):
+                self._designs[line] = Design(p.replace(line_freq_hz=line), self.sfreq_hz, need)
+            self._design = self._designs[None]
+        else:
+            self._design = Design(p, self.sfreq_hz, need)
+            self._designs[p.line_freq_hz] = self._design
         self._state_pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._chunk_n = 0  # samples in the chunk being pushed
         self._warm_up()
@@ -222,7 +248,7 @@ class Pipeline:
         length = self._length
         d = self._design
         measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
-                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms, design=d)
+                     self.sfreq_hz, d.params, t0_ms=-self._pre_n * self.dt_ms, design=d)
         # the kernels of a trial measured as its samples arrive
         w, st, xs = self._take_state()
         self._kf.trial_init(-self._pre_n * self.dt_ms, 0, length, d.prm, w, st)
@@ -233,6 +259,56 @@ class Pipeline:
         out = self._outputs()
         self._kf.trial_finish(0, 0.0, False, w, st, xs, d.prm, *out)
         self._state_pool.append((w, st, xs))
+
+    # ------------------------------------------------------------------ mains
+    @property
+    def line_freq_hz(self) -> float | None:
+        """The mains frequency in force now (``None``: none removed, or not decided yet)."""
+        if self._mains is None:
+            return self.params.line_freq_hz
+        return self._mains.line_freq_hz
+
+    @property
+    def mains_decisions(self) -> list:
+        """Every mains decision (:class:`mepkit.dsp.mains.MainsDecision`: the sample index
+        of this stream from which it applies, the frequency or None); empty when
+        ``line_freq_hz`` is set in the parameters."""
+        return [] if self._mains is None else list(self._mains.decisions)
+
+    def _update_mains(self) -> None:
+        """Judge every mains block the samples so far complete (before trials are measured,
+        so a trial always finds the decision in force at its stimulus)."""
+        if self._mains is None:
+            return
+        while self._mains.next_block_end <= self.n_samples:
+            end = self._mains.next_block_end
+            data, _, held = self._view()
+            base = self.n_samples - held
+            rows = data[max(0, end - self._mains.block_n - base):end - base]
+            d = self._mains.add_block(rows)
+            if d is not None:
+                from mepkit.dsp.mains import describe
+
+                logger.info("%s at sample %d", describe(d.line_freq_hz, "detected"),
+                            d.sample_index)
+
+    def _design_at(self, s_abs: int, data: np.ndarray, base: int):
+        """The feature Design for a trial whose stimulus is stream sample ``s_abs``."""
+        if self._mains is None:
+            return self._design
+        d = self._mains.decision_at(s_abs)
+        if d is not None:
+            return self._designs[d.line_freq_hz]
+        # no decision yet: the stream's samples before the stimulus (up to one block)
+        from mepkit.dsp.mains import CANDIDATES_HZ, RATIO_OFF, line_ratios
+
+        a = max(s_abs - self._mains.block_n, 0, base)
+        if s_abs - a < self._mains.min_segment_n:
+            return self._designs[None]
+        r = line_ratios(data[a - base:s_abs - base], self.sfreq_hz)
+        best = 0 if r[0] >= r[1] else 1
+        line = CANDIDATES_HZ[best] if r[best] >= RATIO_OFF else None
+        return self._designs[line]
 
     # ------------------------------------------------------------------ triggers
     def add_trigger(self, time_s: float, marker: Any = None) -> int:
@@ -312,9 +388,11 @@ class Pipeline:
             self.last_time_s = float(ts[stop - 1])
             start = stop
             if start < n:
+                self._update_mains()
                 trials = self._complete()
                 if trials:
                     self._overflow.extend(trials)
+        self._update_mains()
         out = self._overflow + self._complete() if self._overflow else self._complete()
         self._overflow = []
         return out
@@ -338,6 +416,10 @@ class Pipeline:
         self._pos = 0
         self.last_time_s = -math.inf
         self.n_clock_resets += 1
+        if self._mains is not None:  # a new timeline: its blocks count from its first sample
+            from mepkit.dsp.mains import MainsDetector
+
+            self._mains = MainsDetector(self.sfreq_hz)
         return out
 
     @property
@@ -380,7 +462,7 @@ class Pipeline:
         nan = np.full(n_ch, np.nan)
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, nan.copy(), nan.copy(),
                      nan.copy(), nan.copy(), nan.copy(), np.zeros(n_ch, dtype=bool),
-                     ("invalid",) * n_ch)
+                     ("invalid",) * n_ch, onset_ambiguous=np.zeros(n_ch, dtype=bool))
 
     def _complete(self) -> list[Trial]:
         """Measure what the samples so far allow.
@@ -412,7 +494,7 @@ class Pipeline:
                                    self.capacity / self.sfreq_hz)
                     invalid.append(pend)
                     continue
-                self._begin(pend, s0, ts, base)
+                self._begin(pend, s0, ts, base, data)
                 if pend.abs0 - base + pend.state[0][self._kf.W_NEED] <= held:
                     # its whole window is here: measured at once with the others that are
                     ready.append((pend, s0))
@@ -444,13 +526,15 @@ class Pipeline:
             pend.state = None
 
     def _outputs(self) -> tuple[np.ndarray, ...]:
-        """Output arrays of one trial for `trial_finish` (five features, detected, reject)."""
+        """Output arrays of one trial for `trial_finish` (five features, detected, reject,
+        onset_ambiguous)."""
         n_ch = len(self.channels)
         f = np.empty((5, 1, n_ch))
         return (f[0], f[1], f[2], f[3], f[4], np.zeros((1, n_ch), dtype=np.bool_),
-                np.zeros((1, n_ch), dtype=np.int64))
+                np.zeros((1, n_ch), dtype=np.int64), np.zeros((1, n_ch), dtype=np.bool_))
 
-    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> None:
+    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int,
+               data: np.ndarray) -> None:
         """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived."""
         a = s0 - self._pre_n
         t_s0 = float(ts[s0])
@@ -458,13 +542,14 @@ class Pipeline:
         pend.t0_ms = (t_s0 - pend.time_s) * 1000.0 - self._pre_n * self.dt_ms
         pend.stim_in_gap = t_s0 - pend.time_s > self._gap_s
         pend.state = self._take_state()
+        pend.design = self._design_at(base + s0, data, base)
         w, st, _ = pend.state
-        self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, self._design.prm, w, st)
+        self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, pend.design.prm, w, st)
 
     def _advance(self, pend: _Pending) -> bool:
         """Process the trial's rows that arrived; True when every row it needs is here."""
         avail = self.n_samples - pend.abs0
-        d = self._design
+        d = pend.design
         w, st, xs = pend.state
         complete = avail >= w[self._kf.W_NEED]
         row0 = self._pos + self.capacity - self.n_samples + pend.abs0
@@ -479,7 +564,7 @@ class Pipeline:
         gapped = self._epoch_gap(pend, seg, pend.stim_in_gap)
         out = self._outputs()
         w, st, xs = pend.state
-        self._kf.trial_finish(0, pend.t0_ms, gapped, w, st, xs, self._design.prm, *out)
+        self._kf.trial_finish(0, pend.t0_ms, gapped, w, st, xs, pend.design.prm, *out)
         self._release(pend)
         return self._trial(pend, out, 0, float(seg[-1]))
 
@@ -494,14 +579,16 @@ class Pipeline:
 
     def _trial(self, pend: _Pending, out: tuple[np.ndarray, ...], k: int,
                last_sample_s: float) -> Trial:
-        amp, lat, area, bg, peak, det, rej = out
+        amp, lat, area, bg, peak, det, rej, amb = out
         names = REASON_NAMES
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, amp[k], lat[k],
                      area[k], bg[k], peak[k], det[k],
-                     tuple([names[c] for c in rej[k].tolist()]), last_sample_s=last_sample_s)
+                     tuple([names[c] for c in rej[k].tolist()]), onset_ambiguous=amb[k],
+                     last_sample_s=last_sample_s)
 
     def _measure(self, ready, data, ts) -> list[Trial]:
-        """Measure trials whose whole window is in the buffer, together."""
+        """Measure trials whose whole window is in the buffer, together (one call per
+        feature Design: per mains decision)."""
         from mepkit.dsp.features import FEATURES, measure_rows
 
         n_tr = len(ready)
@@ -510,6 +597,7 @@ class Pipeline:
         first = np.zeros(n_tr, dtype=np.int64)
         gap = np.zeros(n_tr, dtype=bool)
         last_ts = np.empty(n_tr)
+        designs = []
         for k, (pend, s0) in enumerate(ready):
             a = s0 - self._pre_n  # the epoch is rows a .. a+length of the ring view
             start[k] = a
@@ -518,8 +606,15 @@ class Pipeline:
             t0[k] = pend.t0_ms
             gap[k] = self._epoch_gap(pend, seg, pend.stim_in_gap)
             last_ts[k] = seg[-1]
+            designs.append(pend.design)
             self._release(pend)
-        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, t0_ms=t0,
-                           first=first, gap=gap, design=self._design)
-        out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"])
-        return [self._trial(pend, out, k, float(last_ts[k])) for k, (pend, _) in enumerate(ready)]
+        trials: list[Trial | None] = [None] * n_tr
+        for d in {id(d): d for d in designs}.values():
+            sel = np.array([k for k in range(n_tr) if designs[k] is d], dtype=np.int64)
+            res = measure_rows(data, start[sel], self._length, self.sfreq_hz, d.params,
+                               t0_ms=t0[sel], first=first[sel], gap=gap[sel], design=d)
+            out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"],
+                                                     res["onset_ambiguous"])
+            for j, k in enumerate(sel.tolist()):
+                trials[k] = self._trial(ready[k][0], out, j, float(last_ts[k]))
+        return trials  # type: ignore[return-value]

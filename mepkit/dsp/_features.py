@@ -52,7 +52,27 @@ P_DETECT = 9
 P_BG_LIMIT = 10
 P_ONSET_SD = 11
 P_CLIP_RUN = 12
-N_PRM = 13
+P_ONSET_METHOD = 13  # one of the ONSET_* codes
+N_PRM = 14
+
+# Onset methods (``Params.onset_method``; names in mepkit.dsp.features.ONSET_METHODS)
+ONSET_THRESHOLD = 0  # threshold crossing, walked back to the start of the rise
+ONSET_HODGES = 1  # Hodges & Bui (1996): sliding-window mean of the rectified signal
+ONSET_TKEO = 2  # Teager-Kaiser energy (Li et al. 2007; Solnik et al. 2010)
+ONSET_SLOPE = 3  # tangent at the steepest point of the rise, back to the baseline
+N_ONSET = 4
+#: Onset methods that disagree by more than this (ms) make the onset ambiguous.
+ONSET_AGREE_MS = 1.0
+#: Hodges-Bui window (ms) and multiple of the background SD of the rectified signal.
+HODGES_WINDOW_MS = 1.0
+HODGES_H = 3.0
+#: TKEO threshold: background mean + TKEO_J x background SD of the operator.
+TKEO_J = 8.0
+#: Walk-back of the threshold method: it goes on while the signal falls (going back) by
+#: at least ONSET_SLOPE_SD x the background RMS of one-sample differences per sample,
+#: measured over ONSET_SLOPE_N samples.
+ONSET_SLOPE_SD = 0.5
+ONSET_SLOPE_N = 2
 
 # ``w``: a trial's sample indices and progress (int64)
 W_OK = 0  # 1: the windows leave something to measure
@@ -90,7 +110,11 @@ S_PEAK = 10  # largest |x| in the response window and its row
 S_PEAKI = 11
 S_AREA = 12
 S_MEAN = 13
-S_COEF = 14  # fit coefficients: max_basis rows, then the low-pass state: 2 per section
+S_BGABS = 14  # background sums for the onset methods: |y|, first difference squared,
+S_BGD2 = 15  # Teager-Kaiser energy and its square
+S_BGTK = 16
+S_BGTK2 = 17
+S_COEF = 18  # fit coefficients: max_basis rows, then the low-pass state: 2 per section
 
 
 def state_rows(n_harmonics, n_sections):
@@ -122,7 +146,7 @@ def _cholesky(a, lower):
 
 @njit(**JIT)
 def _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
-                 peak_time_ms, detected, reject):
+                 peak_time_ms, detected, reject, onset_ambiguous):
     """No numbers for an invalid trial/channel: NaN features, not detected, INVALID."""
     amplitude_uv[tr, ch] = np.nan
     latency_ms[tr, ch] = np.nan
@@ -131,6 +155,7 @@ def _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv
     peak_time_ms[tr, ch] = np.nan
     detected[tr, ch] = False
     reject[tr, ch] = INVALID
+    onset_ambiguous[tr, ch] = False
 
 
 @njit(**JIT)
@@ -231,7 +256,7 @@ def trial_init(t0, f0, n_samples, prm, w, st):
     if art == 1 or art == 3:
         need = max(need, a1 + 1)
     w[W_NEED] = min(n_samples, need) if w[W_OK] == 1 else n_samples
-    w[W_KEEP] = min(max(a1, lo), r0)
+    w[W_KEEP] = lo  # every filtered row is kept: the onset methods read the background
     w[W_DONE] = lo
     w[W_TREND] = -1
     n_ch = st.shape[1]
@@ -250,6 +275,10 @@ def trial_init(t0, f0, n_samples, prm, w, st):
         st[S_PEAKI, ch] = r0
         st[S_AREA, ch] = 0.0
         st[S_MEAN, ch] = 0.0
+        st[S_BGABS, ch] = 0.0
+        st[S_BGD2, ch] = 0.0
+        st[S_BGTK, ch] = 0.0
+        st[S_BGTK2, ch] = 0.0
 
 
 @njit(**JIT)
@@ -330,6 +359,27 @@ def _fit(ep, row0, w, st, dt_ms, basis, dkey, lower, xtx, y):
             st[S_MEAN, ch] /= nb
         trend = 1
     w[W_TREND] = trend
+
+
+@njit(**JIT)
+def _add_background(i, b0, y, xs, st):
+    """Background row ``i`` (cleaned, filtered ``y``; earlier rows in ``xs``) into the
+    background sums: squares, |y|, squared first differences, Teager-Kaiser energy."""
+    n_ch = y.shape[0]
+    for ch in range(n_ch):
+        v = y[ch]
+        st[S_BG, ch] += v * v
+        st[S_BGABS, ch] += abs(v)
+    if i > b0:
+        for ch in range(n_ch):
+            d = y[ch] - xs[i - 1, ch]
+            st[S_BGD2, ch] += d * d
+    if i > b0 + 1:  # the operator at row i - 1 needs its neighbours
+        for ch in range(n_ch):
+            m = xs[i - 1, ch]
+            tk = m * m - xs[i - 2, ch] * y[ch]
+            st[S_BGTK, ch] += tk
+            st[S_BGTK2, ch] += tk * tk
 
 
 @njit(**JIT)
@@ -425,8 +475,7 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
                     st[z0 + 1, ch] = b2s * v - a2s * yy
                     y[ch] = yy
         if b0 <= i < b1:
-            for ch in range(n_ch):
-                st[S_BG, ch] += y[ch] * y[ch]
+            _add_background(i, b0, y, xs, st)
         if r0 <= i < r1:
             # response: peak-to-peak, peak time, rectified area
             fi = float(i)
@@ -450,29 +499,210 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
     return w[W_DONE] >= hi
 
 
+# ---------------------------------------------------------------------------- onsets
+# Every method reads the stored filtered response ``xs[:, ch]`` (baseline, drift and mains
+# removed, artifact bridged, low-passed) relative to ``lb``, its level over the 5 ms
+# before the response window, and returns a (possibly fractional) row or -1.
+
+
+@njit(**JIT)
+def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise):
+    """Walk back from the anchor ``a`` (on the MEP's rising edge) to the start of the rise.
+
+    Going back, the signal must keep falling steeply: by at least ONSET_SLOPE_SD x the
+    background RMS of one-sample differences (``dnoise``) per sample over ONSET_SLOPE_N
+    samples. Where it stops falling it either sits at the extremum of an earlier phase of
+    the MEP of the other sign (beyond the threshold ``thr``: the walk goes on over that
+    phase) or at the foot of the response: the onset. A slow deviation before the MEP (an
+    artifact tail, low-frequency EMG, a bump) is not steep, so the walk stops at its edge
+    whatever its level."""
+    n = ONSET_SLOPE_N
+    slope_min = ONSET_SLOPE_SD * dnoise * n
+    s = 1.0 if xs[a, ch] > lb else -1.0
+    j = a
+    while j - n >= r0:
+        if s * (xs[j, ch] - xs[j - n, ch]) >= slope_min:
+            j -= 1
+            continue
+        if -s * (xs[j, ch] - lb) < thr:
+            break
+        # an earlier phase of the other sign: over its extremum, then on down its rise
+        s = -s
+        while j > r0 and s * (xs[j - 1, ch] - xs[j, ch]) >= 0.0:
+            j -= 1
+        if j - n < r0 or s * (xs[j, ch] - xs[j - n, ch]) < slope_min:
+            break
+    return float(j)
+
+
+@njit(**JIT)
+def _onset_hodges(xs, ch, r0, pk, lb, mean_abs, sd_abs, floor_uv, n_win):
+    """Hodges & Bui (1996): the first window of ``n_win`` samples whose mean rectified
+    deviation exceeds the background mean + HODGES_H x SD; the onset is its first row."""
+    thr = mean_abs + HODGES_H * sd_abs
+    if thr < floor_uv:
+        thr = floor_uv
+    s = 0.0
+    for i in range(r0, r0 + n_win):
+        s += abs(xs[i, ch] - lb)
+    i = r0
+    while i <= pk:
+        if s >= thr * n_win:
+            return float(i)
+        s += abs(xs[i + n_win, ch] - lb) - abs(xs[i, ch] - lb)
+        i += 1
+    return -1.0
+
+
+@njit(**JIT)
+def _onset_tkeo(xs, ch, r0, pk, lb, mean_tk, sd_tk, floor_tk):
+    """Teager-Kaiser energy psi[i] = d[i]^2 - d[i-1] d[i+1] (d = deviation from ``lb``):
+    the first of two rows in a row above the background mean + TKEO_J x SD, walked back
+    while the energy stays above the background mean."""
+    thr = mean_tk + TKEO_J * sd_tk
+    if thr < floor_tk:
+        thr = floor_tk
+    prev_above = False
+    for i in range(r0 + 1, pk + 1):
+        d0 = xs[i - 1, ch] - lb
+        d1 = xs[i, ch] - lb
+        d2 = xs[i + 1, ch] - lb
+        above = d1 * d1 - d0 * d2 > thr
+        if above and prev_above:
+            j = i - 1
+            while j > r0 + 1:
+                e0 = xs[j - 2, ch] - lb
+                e1 = xs[j - 1, ch] - lb
+                e2 = xs[j, ch] - lb
+                if not e1 * e1 - e0 * e2 > mean_tk:
+                    break
+                j -= 1
+            return float(j)
+        prev_above = above
+    return -1.0
+
+
+@njit(**JIT)
+def _onset_slope(xs, ch, c, j0, pk, r0, lb, sign):
+    """Tangent at the steepest point of the rise from ``j0`` to the first peak after the
+    crossing ``c``, extended back to the baseline level ``lb``."""
+    p1 = c
+    while p1 < pk and sign * (xs[p1 + 1, ch] - xs[p1, ch]) > 0.0:
+        p1 += 1
+    best = 0.0
+    im = -1
+    for i in range(max(j0, r0 + 1), p1 + 1):
+        sl = 0.5 * sign * (xs[i + 1, ch] - xs[i - 1, ch])
+        if sl > best:
+            best = sl
+            im = i
+    if im < 0:
+        return -1.0
+    j = im - sign * (xs[im, ch] - lb) / best
+    if j < r0:
+        j = float(r0)
+    if j > im:
+        j = float(im)
+    return j
+
+
+@njit(**JIT)
+def _find_onset(xs, ch, st, w, prm, bg, peak_abs, pk, ons):
+    """Onset row of a detected MEP by the chosen method, and whether it is ambiguous.
+
+    Every method runs (``ons``); the onset is ambiguous when there is no clean threshold
+    crossing (the response already deviates at the window's start, or never crosses) or
+    when the chosen method lies more than ONSET_AGREE_MS from the median of all methods.
+    Returns (-1, True) when the chosen method finds no onset."""
+    dt_ms = prm[P_DT]
+    r0 = w[W_R0]
+    lo = w[W_LO]
+    nb = w[W_NB]
+    noise = bg if bg == bg else 0.0
+    detection_uv = prm[P_DETECT]
+    # the crossing: onset_sd x background RMS (at least 10 % of the detection threshold,
+    # at most half the peak)
+    thr = prm[P_ONSET_SD] * noise
+    if thr < 0.1 * detection_uv:
+        thr = 0.1 * detection_uv
+    if thr > 0.5 * peak_abs:
+        thr = 0.5 * peak_abs
+    # local level just before the response window absorbs the few µV left by
+    # extrapolating the drift fit across the stimulus
+    l0 = max(w[W_A1], lo, r0 - int(round(5.0 / dt_ms)))
+    lb = 0.0
+    if r0 > l0:
+        for i in range(l0, r0):
+            lb += xs[i, ch]
+        lb /= r0 - l0
+    # the anchor: the first sample of the response at half the peak, on the MEP itself
+    # (small deviations before it, whatever their level, are not)
+    anchor = pk
+    for i in range(r0, pk + 1):
+        if abs(xs[i, ch] - lb) >= 0.5 * peak_abs:
+            anchor = i
+            break
+    # the crossing: the first sample of the anchor's excursion beyond the threshold
+    c = anchor
+    sign = 1.0 if xs[anchor, ch] > lb else -1.0
+    while c > r0 and sign * (xs[c - 1, ch] - lb) >= thr:
+        c -= 1
+    for m in range(N_ONSET):
+        ons[m] = -1.0
+    dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
+    ons[ONSET_THRESHOLD] = _onset_threshold(xs, ch, anchor, r0, lb, thr, dnoise)
+    # background statistics of the other methods (the background mean is ~0 after the fit)
+    floor_uv = 0.02 * detection_uv
+    n_win = max(1, int(round(HODGES_WINDOW_MS / dt_ms)))
+    if nb > 1 and w[W_R1] - r0 > n_win:
+        mean_abs = st[S_BGABS, ch] / nb
+        var_abs = st[S_BG, ch] / nb - mean_abs * mean_abs
+        sd_abs = math.sqrt(var_abs) if var_abs > 0.0 else 0.0
+        ons[ONSET_HODGES] = _onset_hodges(xs, ch, r0, min(pk, w[W_R1] - 1 - n_win), lb,
+                                          mean_abs, sd_abs, floor_uv, n_win)
+    if nb > 2:
+        mean_tk = st[S_BGTK, ch] / (nb - 2)
+        var_tk = st[S_BGTK2, ch] / (nb - 2) - mean_tk * mean_tk
+        sd_tk = math.sqrt(var_tk) if var_tk > 0.0 else 0.0
+        ons[ONSET_TKEO] = _onset_tkeo(xs, ch, r0, min(pk, w[W_R1] - 2), lb, mean_tk, sd_tk,
+                                      floor_uv * floor_uv)
+    ons[ONSET_SLOPE] = _onset_slope(xs, ch, c, int(ons[ONSET_THRESHOLD]),
+                                    min(pk, w[W_R1] - 2), r0, lb, sign)
+    chosen = ons[int(prm[P_ONSET_METHOD])]
+    if chosen < 0.0:
+        return -1.0, True
+    # median of the methods that found an onset
+    srt = np.sort(ons)
+    k0 = 0
+    while srt[k0] < 0.0:
+        k0 += 1
+    n_found = N_ONSET - k0
+    mid = k0 + n_found // 2
+    med = srt[mid] if n_found % 2 == 1 else 0.5 * (srt[mid - 1] + srt[mid])
+    amb = chosen <= r0 or abs(chosen - med) * dt_ms > ONSET_AGREE_MS
+    return chosen, amb
+
+
 @njit(**JIT)
 def trial_finish(tr, t0, gap, w, st, xs, prm,
                  amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
-                 detected, reject):
+                 detected, reject, onset_ambiguous):
     """Features of a fully processed trial into row ``tr`` of the outputs."""
     n_ch = st.shape[1]
     if w[W_OK] == 0 or w[W_DONE] < w[W_HI]:
         for ch in range(n_ch):
             _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
-                         peak_time_ms, detected, reject)
+                         peak_time_ms, detected, reject, onset_ambiguous)
         return
     dt_ms = prm[P_DT]
     detection_uv = prm[P_DETECT]
     clip_run = prm[P_CLIP_RUN]
     nb = w[W_NB]
-    lo = w[W_LO]
-    r0 = w[W_R0]
-    a1 = w[W_A1]
-    n_onset = int(round(5.0 / dt_ms))
+    ons = np.empty(N_ONSET)
     for ch in range(n_ch):
         if not st[S_VACC, ch] == 0.0:
             _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
-                         peak_time_ms, detected, reject)
+                         peak_time_ms, detected, reject, onset_ambiguous)
             continue
         bg = math.sqrt(st[S_BG, ch] / nb) if nb > 0 else np.nan
         amp = st[S_HI, ch] - st[S_LO, ch]
@@ -484,37 +714,14 @@ def trial_finish(tr, t0, gap, w, st, xs, prm,
         peak_time_ms[tr, ch] = t0 + pk * dt_ms
         is_mep = amp >= detection_uv
         detected[tr, ch] = is_mep
-        # ---- onset: first crossing of onset_sd x background before the peak,
-        # walked back to where the deflection leaves the noise band
+        # ---- onset: every method on the stored filtered response, the chosen one kept
         lat = np.nan
+        amb = False
         if is_mep:
-            noise = bg if bg == bg else 0.0
-            thr = prm[P_ONSET_SD] * noise
-            floor_thr = 0.1 * detection_uv
-            if thr < floor_thr:
-                thr = floor_thr
-            if thr > 0.5 * peak_abs:
-                thr = 0.5 * peak_abs
-            # local level just before the response window absorbs the few µV
-            # left by extrapolating the drift fit across the stimulus
-            l0 = max(a1, lo, r0 - n_onset)
-            lb = 0.0
-            if r0 > l0:
-                for i in range(l0, r0):
-                    lb += xs[i, ch]
-                lb /= r0 - l0
-            cross = -1
-            for i in range(r0, pk + 1):
-                if abs(xs[i, ch] - lb) >= thr:
-                    cross = i
-                    break
-            if cross >= 0:
-                sign = 1.0 if xs[cross, ch] > lb else -1.0
-                stop = max(a1, lo)
-                j = cross
-                while j > stop and sign * (xs[j - 1, ch] - lb) > noise:
-                    j -= 1
+            j, amb = _find_onset(xs, ch, st, w, prm, bg, peak_abs, pk, ons)
+            if j >= 0.0:
                 lat = t0 + j * dt_ms
+        onset_ambiguous[tr, ch] = amb
         latency_ms[tr, ch] = lat
         # ---- rejection, by priority
         clipped = (st[S_TOP, ch] > st[S_BOT, ch]
@@ -546,7 +753,7 @@ def measure_epochs(
     lp_sos,  # (n_sections, 6); zero sections disables the low-pass
     lp_zi_unit,  # (n_sections, 2) steady-state state for unit input
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms,
-    detected, reject,  # outputs (n_trials, n_channels)
+    detected, reject, onset_ambiguous,  # outputs (n_trials, n_channels)
 ):
     """Measure every trial and channel.
 
@@ -577,7 +784,8 @@ def measure_epochs(
                 trial_advance(xin, 0, n_samples, w, st, xs, prm[P_DT], basis, dkey, lower,
                               xtx, lp_sos, lp_zi_unit)
         trial_finish(tr, t0_ms[tr], gap[tr], w, st, xs, prm, amplitude_uv, latency_ms,
-                     area_uv_ms, background_rms_uv, peak_time_ms, detected, reject)
+                     area_uv_ms, background_rms_uv, peak_time_ms, detected, reject,
+                     onset_ambiguous)
 
 
 @njit(parallel=True, **JIT)
@@ -585,6 +793,7 @@ def measure_epochs_parallel(
     n_blocks, src, start, src3, n_samples, t0_ms, first, gap, prm, basis, dkey, lower, xtx,
     lp_sos, lp_zi_unit,
     amplitude_uv, latency_ms, area_uv_ms, background_rms_uv, peak_time_ms, detected, reject,
+    onset_ambiguous,
 ):
     """:func:`measure_epochs` over ``n_blocks`` blocks of trials on the numba thread pool
     (epochs as ``src3``; each block writes its own rows of the outputs and has its own
@@ -601,4 +810,5 @@ def measure_epochs_parallel(
                 src, start[lo:hi], src3[lo:hi], n_samples, t0_ms[lo:hi], first[lo:hi],
                 gap[lo:hi], prm, basis, my_key, my_lower, my_xtx, lp_sos, lp_zi_unit,
                 amplitude_uv[lo:hi], latency_ms[lo:hi], area_uv_ms[lo:hi],
-                background_rms_uv[lo:hi], peak_time_ms[lo:hi], detected[lo:hi], reject[lo:hi])
+                background_rms_uv[lo:hi], peak_time_ms[lo:hi], detected[lo:hi], reject[lo:hi],
+                onset_ambiguous[lo:hi])

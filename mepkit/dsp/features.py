@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mepkit.params import REJECT_REASONS, Params
+from mepkit.params import ONSET_METHODS, REJECT_REASONS, Params
 
-__all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES", "Design"]
+__all__ = ["measure_epochs", "measure_rows", "reason_names", "FEATURES", "Design",
+           "ONSET_METHODS"]
 
 #: Numeric feature arrays returned by :func:`measure_epochs`, each (n_trials, n_channels).
 FEATURES = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
@@ -75,14 +76,20 @@ def measure_epochs(
     Returns
     -------
     dict
-        ``FEATURES`` arrays (n_trials, n_channels) plus ``detected`` (bool) and
-        ``reject_code`` (int, see :func:`reason_names`).
+        ``FEATURES`` arrays (n_trials, n_channels) plus ``detected`` (bool),
+        ``onset_ambiguous`` (bool) and ``reject_code`` (int, see :func:`reason_names`).
+        With ``params.line_freq_hz == "auto"`` the mains frequency is decided from the
+        pre-stimulus samples of all epochs (:func:`mepkit.dsp.mains.detect_line_freq`).
     """
     x = np.asarray(epochs_uv)
     if x.ndim != 3:
         raise ValueError(f"epochs must have shape (n_trials, n_channels, n_samples), got {x.shape}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     n_trials, n_channels, n_samples = x.shape
+    if params.line_freq_hz == "auto":
+        from mepkit.dsp.mains import detect_line_freq_epochs
+
+        params = params.replace(line_freq_hz=detect_line_freq_epochs(x, sfreq_hz, t0_ms))
     return _run(np.zeros((0, n_channels)), np.zeros(n_trials, dtype=np.int64), x, n_samples,
                 sfreq_hz, params, t0_ms, first, gap)
 
@@ -92,12 +99,16 @@ class Design:
     the fit's regressors for every epoch row, its cached factorisation and the low-pass.
 
     Building one costs a few trigonometric functions per epoch sample; a `Pipeline`
-    builds it once, so a live trial does not pay it.
+    builds it once per mains frequency, so a live trial does not pay it.
+    ``params.line_freq_hz`` must be a frequency or None here (not ``"auto"``).
     """
 
     def __init__(self, params: Params, sfreq_hz: float, n_samples: int) -> None:
         from mepkit.dsp import _features as k
 
+        if isinstance(params.line_freq_hz, str):
+            raise ValueError("a feature Design needs a mains frequency or None, not "
+                             f"{params.line_freq_hz!r}: decide it first (mepkit.dsp.mains)")
         self.params = params
         self.sfreq_hz = float(sfreq_hz)
         self.n_samples = int(n_samples)
@@ -114,6 +125,7 @@ class Design:
         prm[k.P_BG_LIMIT] = params.background_limit_uv
         prm[k.P_ONSET_SD] = params.onset_sd
         prm[k.P_CLIP_RUN] = params.clip_run
+        prm[k.P_ONSET_METHOD] = ONSET_METHODS.index(params.onset_method)
         self.prm = prm
         max_basis = 2 + 2 * params.line_harmonics
         self.basis = np.empty((self.n_samples, max_basis))
@@ -142,6 +154,10 @@ def measure_rows(src: np.ndarray, start: np.ndarray, n_samples: int, sfreq_hz: f
     src = np.ascontiguousarray(src, dtype=np.float64)
     if src.ndim != 2:
         raise ValueError(f"src must have shape (n_rows, n_channels), got {src.shape}")
+    if design is None and params.line_freq_hz == "auto":
+        from mepkit.dsp.mains import detect_line_freq
+
+        params = params.replace(line_freq_hz=detect_line_freq(src, sfreq_hz).line_freq_hz)
     return _run(src, np.ascontiguousarray(start, dtype=np.int64), np.zeros((0, src.shape[1], 0)),
                 int(n_samples), sfreq_hz, params, t0_ms, first, gap, design)
 
@@ -159,12 +175,13 @@ def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap, desig
     gap_a = np.ascontiguousarray(np.broadcast_to(np.asarray(gap, dtype=np.bool_), (n_trials,)))
     out = {name: np.empty((n_trials, n_channels)) for name in FEATURES}
     detected = np.zeros((n_trials, n_channels), dtype=np.bool_)
+    ambiguous = np.zeros((n_trials, n_channels), dtype=np.bool_)
     reject = np.zeros((n_trials, n_channels), dtype=np.int64)
     args = (
         src, start, src3, int(n_samples), t0, first_a, gap_a, d.prm, d.basis, d.dkey,
         d.lower, d.xtx, d.lp_sos, d.lp_zi,
         out["amplitude_uv"], out["latency_ms"], out["area_uv_ms"],
-        out["background_rms_uv"], out["peak_time_ms"], detected, reject,
+        out["background_rms_uv"], out["peak_time_ms"], detected, reject, ambiguous,
     )
     # many exported epochs: spread blocks of trials over the cores
     if src3.shape[0] >= 64:
@@ -174,5 +191,6 @@ def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap, desig
     else:
         _features.measure_epochs(*args)
     out["detected"] = detected
+    out["onset_ambiguous"] = ambiguous
     out["reject_code"] = reject
     return out

@@ -71,11 +71,16 @@ def design_notch(sfreq_hz: float, freq_hz: float, *, q: float = 10.0) -> np.ndar
 
 
 def design_monitor_filter(sfreq_hz: float, params) -> np.ndarray:
-    """The continuous display/background-monitor filter: band-pass plus notches."""
+    """The continuous display/background-monitor filter: band-pass plus notches.
+
+    With ``line_freq_hz == "auto"`` (not decided when the filter is built) it notches both
+    50 and 60 Hz and their harmonics: the monitor is for display only."""
     parts = [design_bandpass(sfreq_hz, params.monitor_band_hz)]
-    if params.line_freq_hz is not None:
+    line = params.line_freq_hz
+    bases = (50.0, 60.0) if line == "auto" else (() if line is None else (line,))
+    for base in bases:
         for k in range(1, params.line_harmonics + 1):
-            f = k * params.line_freq_hz
+            f = k * base
             if f < 0.45 * sfreq_hz:
                 parts.append(design_notch(sfreq_hz, f, q=params.notch_q))
     return np.ascontiguousarray(np.vstack(parts), dtype=np.float64)

@@ -37,6 +37,7 @@ TRIAL_COLUMN_KINDS: dict[str, str] = {
     "condition": "text",
     "amplitude_uv": "float64",
     "latency_ms": "float64",
+    "onset_ambiguous": "bool",
     "area_uv_ms": "float64",
     "background_rms_uv": "float64",
     "peak_time_ms": "float64",

@@ -14,7 +14,9 @@ The building blocks are
   and MEPs) with exact ground truth.  Its output does not depend on how the
   samples are split into blocks;
 * :func:`synthesize_recording` -- a whole recording in one call;
-* :func:`epochs_from_recording` -- cut trials around stimuli.
+* :func:`epochs_from_recording` -- cut trials around stimuli;
+* :func:`synthesize_onset_epochs` -- epochs with the trouble real MEPs have before their
+  onset (artifact decay tails, slow deviations, low-frequency EMG) and true onsets.
 
 Only numpy is used.
 """
@@ -37,6 +39,8 @@ __all__ = [
     "EmgSynth",
     "synthesize_recording",
     "epochs_from_recording",
+    "synthesize_onset_epochs",
+    "ONSET_TROUBLES",
 ]
 
 # --------------------------------------------------------------------------
@@ -934,3 +938,136 @@ def epochs_from_recording(
         out = x[np.clip(idx, 0, x.shape[0] - 1)]
         out[~valid] = np.nan
     return np.ascontiguousarray(out.transpose(0, 2, 1))
+
+
+# --------------------------------------------------------------------------
+# Epochs for onset benchmarks
+# --------------------------------------------------------------------------
+
+#: What may come before an MEP in :func:`synthesize_onset_epochs`.
+ONSET_TROUBLES = ("none", "tail", "slow", "lowfreq")
+
+
+def synthesize_onset_epochs(
+    sfreq_hz: float,
+    n_epochs: int,
+    *,
+    seed: int = 0,
+    amplitude_range_uv: tuple[float, float] = (100.0, 4000.0),
+    latency_range_ms: tuple[float, float] = (18.0, 28.0),
+    troubles: Sequence[str] = ONSET_TROUBLES,
+    line_freq_hz: float = 50.0,
+    tmin_ms: float = -200.0,
+    tmax_ms: float = 100.0,
+) -> dict[str, Any]:
+    """Single-channel epochs of MEPs with realistic trouble before the onset.
+
+    Every epoch is continuous EMG from :class:`EmgSynth` (white noise 2 µV RMS, resting
+    EMG as band-limited 20-250 Hz noise of 2-4 µV RMS, mains of 10-40 µV at
+    ``line_freq_hz`` with harmonics, drift, a 2-8 mV stimulus artifact) with one MEP of
+    log-uniform amplitude in ``amplitude_range_uv`` and uniform onset latency in
+    ``latency_range_ms``, plus one kind of trouble, cycling through ``troubles``:
+
+    * ``"none"``;
+    * ``"tail"``: a slow artifact recovery, an exponential from the stimulus with time
+      constant 3-10 ms whose size 10 ms after the stimulus is 1-3 x the background RMS;
+    * ``"slow"``: a smooth bump (raised cosine, 4-12 ms long) of 1-3 x the background
+      RMS, ending 0-2 ms before the onset or overlapping it by up to 2 ms;
+    * ``"lowfreq"``: low-frequency EMG, 10-60 Hz band-limited noise of 1-3 x the
+      background RMS over the 40 ms before the onset (fading in), continuing into the MEP.
+
+    Parameters
+    ----------
+    sfreq_hz : float
+        Sampling rate.
+    n_epochs : int
+        Number of epochs.
+    seed : int
+        Seed of every random choice.
+
+    Returns
+    -------
+    dict
+        ``epochs`` (n_epochs, 1, n_samples) µV, ``t0_ms`` (time of sample 0, ms after
+        the stimulus), ``onset_ms`` (true MEP onset latency), ``amplitude_uv``,
+        ``trouble`` (kind per epoch), ``background_rms_uv`` (the trouble's reference).
+    """
+    fs = _check_sfreq(sfreq_hz)
+    unknown = set(troubles) - set(ONSET_TROUBLES)
+    if unknown:
+        raise ValueError(f"unknown trouble(s) {sorted(unknown)}; allowed: {ONSET_TROUBLES}")
+    rng = np.random.default_rng([seed, 7])
+    n_ch = 16
+    per_ch = -(-int(n_epochs) // n_ch)
+    gap_s = 0.6
+    n_total = int(round((per_ch + 1) * gap_s * fs))
+    stim = (np.arange(per_ch) + 1) * int(round(gap_s * fs))
+    lo, hi = np.log(amplitude_range_uv[0]), np.log(amplitude_range_uv[1])
+    amps = np.exp(rng.uniform(lo, hi, (per_ch, n_ch)))
+    lats = rng.uniform(*latency_range_ms, (per_ch, n_ch))
+    synth = EmgSynth(fs, n_ch, seed=seed, noise_rms_uv=2.0, line_freq_hz=line_freq_hz,
+                     line_amplitude_uv=float(rng.uniform(10.0, 40.0)),
+                     drift_amplitude_uv=100.0,
+                     artifact_amplitude_uv=float(rng.uniform(2000.0, 8000.0)))
+    synth.add_contraction(0, n_total, rng.uniform(2.0, 4.0, n_ch))
+    for k in range(per_ch):
+        synth.add_pulse(int(stim[k]), amps[k], lats[k])
+    data = synth.generate(n_total)
+    lo_i, hi_i = int(round(tmin_ms * fs / 1000.0)), int(round(tmax_ms * fs / 1000.0))
+    t_ms = np.arange(lo_i, hi_i + 1) * (1000.0 / fs)
+    out = np.empty((per_ch * n_ch, 1, t_ms.size))
+    onset = np.empty(per_ch * n_ch)
+    amp = np.empty(per_ch * n_ch)
+    kinds = []
+    bg_rms = np.empty(per_ch * n_ch)
+    pre = (t_ms >= -105) & (t_ms < -5)
+    tp = t_ms[pre] / 1000.0
+    design = np.stack([np.ones(tp.size), tp] + [
+        f(2 * np.pi * h * line_freq_hz * tp) for h in (1, 2, 3) for f in (np.cos, np.sin)
+        if h * line_freq_hz < 0.45 * fs], axis=1)
+    for k in range(per_ch):
+        seg = data[stim[k] + lo_i:stim[k] + hi_i + 1]
+        for c in range(n_ch):
+            e = k * n_ch + c
+            x = seg[:, c].copy()
+            # background RMS as the measurement sees it: offset, drift and mains removed
+            coef, *_ = np.linalg.lstsq(design, x[pre], rcond=None)
+            bg = float(np.sqrt(np.mean((x[pre] - design @ coef) ** 2)))
+            kind = troubles[e % len(troubles)]
+            x += _onset_trouble(kind, t_ms, lats[k, c], bg, fs, rng)
+            out[e, 0] = x
+            onset[e] = lats[k, c]
+            amp[e] = amps[k, c]
+            kinds.append(kind)
+            bg_rms[e] = bg
+    n = int(n_epochs)
+    return {"epochs": out[:n], "t0_ms": float(t_ms[0]), "onset_ms": onset[:n],
+            "amplitude_uv": amp[:n], "trouble": np.array(kinds[:n]),
+            "background_rms_uv": bg_rms[:n]}
+
+
+def _onset_trouble(kind: str, t_ms: np.ndarray, onset_ms: float, bg_uv: float, fs: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """One epoch's trouble before the onset (see :func:`synthesize_onset_epochs`)."""
+    level = rng.uniform(1.0, 3.0) * bg_uv * rng.choice([-1.0, 1.0])
+    y = np.zeros(t_ms.size)
+    if kind == "tail":
+        tau = rng.uniform(3.0, 10.0)
+        after = t_ms >= 0
+        y[after] = level * np.exp(-(t_ms[after] - 10.0) / tau)
+        y[after] = np.clip(y[after], -50 * abs(level), 50 * abs(level))
+    elif kind == "slow":
+        width = rng.uniform(4.0, 12.0)
+        end = onset_ms + rng.uniform(-2.0, 2.0)
+        inside = (t_ms >= end - width) & (t_ms <= end)
+        y[inside] = level * np.sin(np.pi * (t_ms[inside] - end + width) / width) ** 2
+    elif kind == "lowfreq":
+        n = t_ms.size
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1.0 / fs)
+        spec[(f < 10.0) | (f > 60.0)] = 0.0
+        noise = np.fft.irfft(spec, n)
+        noise *= abs(level) / max(float(np.std(noise)), 1e-12)
+        ramp = np.clip((t_ms - (onset_ms - 40.0)) / 20.0, 0.0, 1.0)
+        y = noise * np.sin(0.5 * np.pi * ramp) ** 2
+    return y
