@@ -24,6 +24,8 @@ def window_indices(t_ms, lo, hi, first, inclusive_hi):
 def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     """Features of one raw epoch (1-D, µV); returns a dict like the kernel's."""
     p = params
+    if p.line_freq_hz == "auto":
+        raise ValueError("the twin measures with a given mains frequency, not 'auto'")
     x = np.array(x, dtype=np.float64)
     dt = 1000.0 / sfreq_hz
     n = x.size
@@ -96,20 +98,13 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     out = dict(amplitude_uv=amp, area_uv_ms=np.abs(resp).sum() * dt, background_rms_uv=bg,
                peak_time_ms=t0 + pk * dt, detected=bool(amp >= p.detection_threshold_uv),
                latency_ms=np.nan)
+    out["onset_ambiguous"] = False
     if out["detected"]:
-        noise = bg if bg == bg else 0.0
-        thr = max(p.onset_sd * noise, 0.1 * p.detection_threshold_uv)
-        thr = min(thr, 0.5 * abs(x[pk]))
-        l0 = max(a1, lo, r0 - int(round(5.0 / dt)))
-        lb = x[l0:r0].mean() if r0 > l0 else 0.0
-        above = np.nonzero(np.abs(x[r0:pk + 1] - lb) >= thr)[0]
-        if above.size:
-            c = r0 + above[0]
-            sign = 1.0 if x[c] > lb else -1.0
-            j = c
-            while j > max(a1, lo) and sign * (x[j - 1] - lb) > noise:
-                j -= 1
-            out["latency_ms"] = t0 + j * dt
+        onsets, amb = onset_rows(x, dt=dt, r0=r0, r1=r1, pk=pk, a1=a1, lo=lo, b0=b0, b1=b1,
+                                 bg=bg, params=p)
+        chosen = onsets[p.onset_method]
+        out["latency_ms"] = t0 + chosen * dt if chosen is not None else np.nan
+        out["onset_ambiguous"] = amb
     if nb == 0:
         reason = "invalid"
     elif gap:
@@ -124,6 +119,95 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     return out
 
 
+def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
+    """Onset of every method (row, or None) on the cleaned, filtered epoch ``x``, and
+    whether the chosen one is ambiguous (docs/methods.md, "Onset methods")."""
+    p = params
+    noise = bg if bg == bg else 0.0
+    peak_abs = abs(x[pk])
+    thr = min(max(p.onset_sd * noise, 0.1 * p.detection_threshold_uv), 0.5 * peak_abs)
+    l0 = max(a1, lo, r0 - int(round(5.0 / dt)))
+    lb = x[l0:r0].mean() if r0 > l0 else 0.0
+    dev = x - lb
+    resp = np.abs(dev[r0:pk + 1])
+    big = np.flatnonzero(resp >= 0.5 * peak_abs)
+    anchor = r0 + int(big[0]) if big.size else pk
+    s0 = np.sign(dev[anchor]) if dev[anchor] != 0 else -1.0
+    c = anchor
+    while c > r0 and s0 * dev[c - 1] >= thr:
+        c -= 1
+    y_bg = x[b0:b1]
+    diffs = np.diff(y_bg)
+    dnoise = math.sqrt(np.mean(diffs ** 2)) if diffs.size else 0.0
+    onsets = {}
+    # threshold: back from the anchor while the signal falls steeply (over 2 samples, or on
+    # average over up to 0.6 ms more); over the extremum of an earlier phase of the other sign
+    n = 2
+    slope_min = max(0.5 * dnoise * n, 1e-3 * thr)
+    look = int(round(0.6 / dt))
+
+    def steep(k, sign):
+        spans = [m for m in range(n, n + look + 1) if k - m >= r0]
+        return any(sign * (x[k] - x[k - m]) >= slope_min * m / n for m in spans) and k - n >= r0
+
+    sign = s0
+    j = anchor
+    while True:
+        while steep(j, sign):
+            j -= 1
+        if j - n < r0 or -sign * dev[j] < thr:
+            break
+        sign = -sign
+        while j > r0 and sign * (x[j - 1] - x[j]) >= 0:
+            j -= 1
+        if not steep(j, sign):
+            break
+    onsets["threshold"] = float(j)
+    floor_uv = 0.02 * p.detection_threshold_uv
+    # Hodges & Bui: first window (1 ms) whose mean |deviation| exceeds mean + 3 SD
+    w = max(1, int(round(1.0 / dt)))
+    onsets["hodges"] = None
+    if b1 - b0 > 1 and r1 - r0 > w:
+        m_abs = np.mean(np.abs(y_bg))
+        sd_abs = math.sqrt(max(np.mean(y_bg ** 2) - m_abs ** 2, 0.0))
+        h_thr = max(m_abs + 3.0 * sd_abs, floor_uv)
+        last = min(pk, r1 - 1 - w)
+        means = np.array([np.abs(dev[i:i + w]).mean() for i in range(r0, last + 1)])
+        hit = np.flatnonzero(means >= h_thr * (1 - 1e-12))
+        onsets["hodges"] = float(r0 + hit[0]) if hit.size else None
+    # TKEO: two rows in a row above mean + 8 SD of the background operator, walked back
+    onsets["tkeo"] = None
+    if b1 - b0 > 2:
+        psi_bg = y_bg[1:-1] ** 2 - y_bg[:-2] * y_bg[2:]
+        m_tk, sd_tk = psi_bg.mean(), psi_bg.std()
+        t_thr = max(m_tk + 8.0 * sd_tk, floor_uv ** 2)
+        psi = lambda i: dev[i] ** 2 - dev[i - 1] * dev[i + 1]  # noqa: E731
+        last = min(pk, r1 - 2)
+        for i in range(r0 + 2, last + 1):
+            if psi(i) > t_thr and psi(i - 1) > t_thr:
+                k = i - 1
+                while k > r0 + 1 and psi(k - 1) > m_tk:
+                    k -= 1
+                onsets["tkeo"] = float(k)
+                break
+    # slope: tangent at the steepest point from the threshold onset to the first peak
+    last = min(pk, r1 - 2)
+    p1 = c
+    while p1 < last and s0 * (x[p1 + 1] - x[p1]) > 0:
+        p1 += 1
+    lo_i = max(int(onsets["threshold"]), r0 + 1)
+    cand = np.array([0.5 * s0 * (x[i + 1] - x[i - 1]) for i in range(lo_i, p1 + 1)])
+    onsets["slope"] = None
+    if cand.size and cand.max() > 0:
+        im = lo_i + int(np.argmax(cand))
+        onsets["slope"] = float(min(max(im - s0 * dev[im] / cand.max(), r0), im))
+    chosen = onsets[p.onset_method]
+    if chosen is None:
+        return onsets, True
+    found = [v for v in onsets.values() if v is not None]
+    return onsets, bool(chosen <= r0 or abs(chosen - np.median(found)) * dt > 1.0)
+
+
 def measure_epochs(epochs, sfreq_hz, params, *, tmin_ms):
     """Twin of ``mepkit.dsp.features.measure_epochs`` for shared t0 (arrays out)."""
     n_tr, n_ch, n_s = epochs.shape
@@ -131,6 +215,7 @@ def measure_epochs(epochs, sfreq_hz, params, *, tmin_ms):
     keys = ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms")
     out = {k: np.empty((n_tr, n_ch)) for k in keys}
     out["detected"] = np.zeros((n_tr, n_ch), bool)
+    out["onset_ambiguous"] = np.zeros((n_tr, n_ch), bool)
     out["reason"] = np.empty((n_tr, n_ch), object)
     for a in range(n_tr):
         for c in range(n_ch):
@@ -138,5 +223,6 @@ def measure_epochs(epochs, sfreq_hz, params, *, tmin_ms):
             for k in keys:
                 out[k][a, c] = r[k]
             out["detected"][a, c] = r["detected"]
+            out["onset_ambiguous"][a, c] = r.get("onset_ambiguous", False)
             out["reason"][a, c] = r["reason"]
     return out

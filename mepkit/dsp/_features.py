@@ -73,6 +73,8 @@ TKEO_J = 8.0
 #: measured over ONSET_SLOPE_N samples.
 ONSET_SLOPE_SD = 0.5
 ONSET_SLOPE_N = 2
+#: ... on average over up to this much longer (ms): a wiggle of noise does not stop it.
+ONSET_LOOK_MS = 0.6
 
 # ``w``: a trial's sample indices and progress (int64)
 W_OK = 0  # 1: the windows leave something to measure
@@ -506,22 +508,23 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
 
 
 @njit(**JIT)
-def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise):
+def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise, n_look):
     """Walk back from the anchor ``a`` (on the MEP's rising edge) to the start of the rise.
 
     Going back, the signal must keep falling steeply: by at least ONSET_SLOPE_SD x the
     background RMS of one-sample differences (``dnoise``) per sample over ONSET_SLOPE_N
-    samples. Where it stops falling it either sits at the extremum of an earlier phase of
+    samples, or on average over up to ONSET_LOOK_MS more. Where it stops falling it either sits at the extremum of an earlier phase of
     the MEP of the other sign (beyond the threshold ``thr``: the walk goes on over that
     phase) or at the foot of the response: the onset. A slow deviation before the MEP (an
     artifact tail, low-frequency EMG, a bump) is not steep, so the walk stops at its edge
     whatever its level."""
     n = ONSET_SLOPE_N
-    slope_min = ONSET_SLOPE_SD * dnoise * n
+    # (a noise-free background still needs a fall: a flat line is not a rise)
+    slope_min = max(ONSET_SLOPE_SD * dnoise * n, 1e-3 * thr)
     s = 1.0 if xs[a, ch] > lb else -1.0
     j = a
     while j - n >= r0:
-        if s * (xs[j, ch] - xs[j - n, ch]) >= slope_min:
+        if _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
             j -= 1
             continue
         if -s * (xs[j, ch] - lb) < thr:
@@ -530,9 +533,24 @@ def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise):
         s = -s
         while j > r0 and s * (xs[j - 1, ch] - xs[j, ch]) >= 0.0:
             j -= 1
-        if j - n < r0 or s * (xs[j, ch] - xs[j - n, ch]) < slope_min:
+        if j - n < r0 or not _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
             break
     return float(j)
+
+
+@njit(**JIT)
+def _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
+    """Whether the signal of sign ``s`` falls steeply going back from row ``j``: by
+    ``slope_min`` over ``n`` rows, or on average over ``n + k`` rows for some ``k`` up to
+    ``n_look`` (a wiggle of noise on the rise is passed over)."""
+    if s * (xs[j, ch] - xs[j - n, ch]) >= slope_min:
+        return True
+    for k in range(1, n_look + 1):
+        if j - n - k < r0:
+            break
+        if s * (xs[j, ch] - xs[j - n - k, ch]) >= slope_min * (n + k) / n:
+            return True
+    return False
 
 
 @njit(**JIT)
@@ -650,7 +668,8 @@ def _find_onset(xs, ch, st, w, prm, bg, peak_abs, pk, ons):
     for m in range(N_ONSET):
         ons[m] = -1.0
     dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
-    ons[ONSET_THRESHOLD] = _onset_threshold(xs, ch, anchor, r0, lb, thr, dnoise)
+    ons[ONSET_THRESHOLD] = _onset_threshold(xs, ch, anchor, r0, lb, thr, dnoise,
+                                            int(round(ONSET_LOOK_MS / dt_ms)))
     # background statistics of the other methods (the background mean is ~0 after the fit)
     floor_uv = 0.02 * detection_uv
     n_win = max(1, int(round(HODGES_WINDOW_MS / dt_ms)))

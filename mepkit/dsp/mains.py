@@ -46,6 +46,9 @@ NEIGHBOUR_BINS = (3, 4, 5, 6)
 #: ratios are below RATIO_OFF; in between it abstains.
 RATIO_ON = 8.0
 RATIO_OFF = 3.0
+#: Exported epochs: a candidate wins when it alone explains this many times the variance
+#: the other alone does (one 50 ms epoch of noise reaches 8 about once in 20).
+EPOCH_RATIO_ON = 20.0
 #: Votes in a row that change a decision once one exists.
 CONFIRM_BLOCKS = 3
 
@@ -179,32 +182,35 @@ def detect_line_freq(x: np.ndarray, sfreq_hz: float, *, max_blocks: int = 120) -
 
 
 def family_reductions(x: np.ndarray, sfreq_hz: float) -> tuple[float, float]:
-    """Variance explained by each candidate's sinusoids (fundamental and harmonics below
-    0.45 x the rate) in a short segment, beyond an offset and a slope: (50 Hz, 60 Hz).
+    """Variance only each candidate's sinusoids explain (fundamental and harmonics below
+    0.45 x the rate) in a short segment: (50 Hz, 60 Hz).
 
-    A least-squares fit at the exact frequencies, so segments of 0.1 s (too short for a
-    spectrum to tell 50 from 60 Hz) still separate them: over 0.1 s the two families are
-    nearly orthogonal. Summed over the finite channels of ``x`` (n_samples, n_channels).
+    Both families are fitted together by least squares at their exact frequencies, with
+    an offset and a slope; each candidate's share is what the fit loses without it. Over
+    a short segment (50 ms) the two families overlap, so a 50 Hz sinusoid is partly
+    explained by the 60 Hz terms alone; fitted together, it is not. Summed over the
+    finite channels of ``x`` (n_samples, n_channels).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
     x = x[:, np.all(np.isfinite(x), axis=0)]
     n = x.shape[0]
-    if x.shape[1] == 0 or n < 4 * (2 + 2 * N_HARMONICS):
+    if x.shape[1] == 0 or n < 8 * (1 + 2 * N_HARMONICS):
         return (math.nan, math.nan)
     t_s = np.arange(n) / sfreq_hz
     base = np.stack([np.ones(n), t_s - t_s.mean()], axis=1)
-    sse0 = _sse(base, x)
-    out = []
+    fam = []
     for f0 in CANDIDATES_HZ:
-        cols = [base]
+        cols = []
         for h in range(1, N_HARMONICS + 1):
             if h * f0 < 0.45 * sfreq_hz:
                 w = 2 * np.pi * h * f0 * t_s
-                cols.append(np.stack([np.cos(w), np.sin(w)], axis=1))
-        out.append(sse0 - _sse(np.hstack(cols), x))
-    return (out[0], out[1])
+                cols += [np.cos(w), np.sin(w)]
+        fam.append(np.stack(cols, axis=1))
+    sse_all = _sse(np.hstack([base, fam[0], fam[1]]), x)
+    return (_sse(np.hstack([base, fam[1]]), x) - sse_all,
+            _sse(np.hstack([base, fam[0]]), x) - sse_all)
 
 
 def _sse(design: np.ndarray, x: np.ndarray) -> float:
@@ -221,7 +227,8 @@ def detect_line_freq_epochs(epochs: np.ndarray, sfreq_hz: float, t0_ms, *,
     Exports often keep only 50-200 ms before the stimulus, too little for a spectrum, so
     each candidate's sinusoids are fitted (:func:`family_reductions`) and the two
     candidates compared with each other: broadband EMG feeds both alike, mains only one.
-    A candidate wins when it explains at least RATIO_ON times the variance the other does.
+    A candidate wins when it alone explains at least EPOCH_RATIO_ON times the variance the
+    other alone does.
 
     Parameters
     ----------
@@ -241,7 +248,7 @@ def detect_line_freq_epochs(epochs: np.ndarray, sfreq_hz: float, t0_ms, *,
         if r[0] == r[0]:
             red += r
     best = 0 if red[0] >= red[1] else 1
-    if red[best] > 0 and red[best] >= RATIO_ON * max(red[1 - best], 0.0):
+    if red[best] > 0 and red[best] >= EPOCH_RATIO_ON * max(red[1 - best], 0.0):
         return CANDIDATES_HZ[best]
     return None
 

@@ -47,7 +47,8 @@ def results() -> dict[str, np.ndarray]:
             trials += p.push(x[a:a + 37], ts[a:a + 37])
         trials += p.finish()
         out[name] = np.array([[t.stim_time_s, *t.amplitude_uv, *t.latency_ms, *t.area_uv_ms,
-                               *t.background_rms_uv, *t.peak_time_ms, *t.detected]
+                               *t.background_rms_uv, *t.peak_time_ms, *t.detected,
+                               *t.onset_ambiguous]
                               for t in trials])
         out[name + "_monitor"] = p.monitor_rms_uv
     # exported epochs (channel-major copy path) and the filter kernel
