@@ -162,6 +162,8 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
             j -= 1
         if not steep(j, sign):
             break
+    if j < r0 + n:  # the walk ran into the window's start
+        j = r0
     onsets["threshold"] = float(j)
     floor_uv = 0.02 * p.detection_threshold_uv
     # Hodges & Bui: first window (1 ms) whose mean |deviation| exceeds mean + 3 SD

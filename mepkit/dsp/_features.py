@@ -535,6 +535,8 @@ def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise, n_look):
             j -= 1
         if j - n < r0 or not _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
             break
+    if j - n < r0:  # still falling at the window's start: the response began before it
+        j = r0
     return float(j)
 
 
