@@ -86,11 +86,13 @@ def line_ratios(x: np.ndarray, sfreq_hz: float) -> tuple[float, float]:
     Returns
     -------
     (float, float)
-        Ratio for 50 Hz and for 60 Hz: the summed power of the strongest of the three
-        bins at each line (fundamental and harmonics below 0.45 x the rate, all
-        channels used) over the summed mean power of the bins NEIGHBOUR_BINS away on
-        both sides. About 1-2 without mains; tens to thousands with it. NaN when the
-        segment is too short or has no finite channel.
+        Ratio for 50 Hz and for 60 Hz: per channel, the power of the strongest of the
+        three bins at each line (fundamental and harmonics below 0.45 x the rate,
+        summed) over the mean power of the bins NEIGHBOUR_BINS away on both sides
+        (summed); the median over the channels (a contracting muscle's broadband EMG
+        on some channels does not hide the mains on the others). About 1-2 without
+        mains; tens to thousands with it. NaN when the segment is too short or has no
+        finite channel.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
@@ -103,22 +105,24 @@ def line_ratios(x: np.ndarray, sfreq_hz: float) -> tuple[float, float]:
     t = np.arange(n) - 0.5 * (n - 1)
     x = x - x.mean(axis=0)
     x = x - np.outer(t, (t @ x) / (t @ t))  # a drift would leak into the low bins
-    spec = np.abs(np.fft.rfft(x * np.hanning(n)[:, None], axis=0)) ** 2
-    power = spec.sum(axis=1)  # all channels
+    power = np.abs(np.fft.rfft(x * np.hanning(n)[:, None], axis=0)) ** 2  # (bins, ch)
     bin_hz = sfreq_hz / n
     out = []
     for base in CANDIDATES_HZ:
-        line = 0.0
-        side = 0.0
+        line = np.zeros(x.shape[1])
+        side = np.zeros(x.shape[1])
         for h in range(1, N_HARMONICS + 1):
             f = h * base
             k = int(round(f / bin_hz))
-            if f >= 0.45 * sfreq_hz or k - NEIGHBOUR_BINS[-1] < 1 or k + NEIGHBOUR_BINS[-1] >= len(power):
+            if (f >= 0.45 * sfreq_hz or k - NEIGHBOUR_BINS[-1] < 1
+                    or k + NEIGHBOUR_BINS[-1] >= power.shape[0]):
                 continue
-            line += float(power[k - 1:k + 2].max())
+            line += power[k - 1:k + 2].max(axis=0)
             nb = [k - d for d in NEIGHBOUR_BINS] + [k + d for d in NEIGHBOUR_BINS]
-            side += float(power[nb].mean())
-        out.append(line / side if side > 0 else (math.inf if line > 0 else math.nan))
+            side += power[nb].mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(side > 0, line / side, np.where(line > 0, np.inf, np.nan))
+        out.append(float(np.nanmedian(ratio)) if np.any(ratio == ratio) else math.nan)
     return (out[0], out[1])
 
 
