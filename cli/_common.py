@@ -16,8 +16,9 @@ def add_param_options(p: argparse.ArgumentParser) -> None:
                    help="peak-to-peak amplitude that counts as an MEP (default 50 uV)")
     g.add_argument("--background-limit", type=float, metavar="UV",
                    help="reject trials whose pre-stimulus RMS exceeds this (default 20 uV)")
-    g.add_argument("--line-freq", type=float, metavar="HZ",
-                   help="mains frequency, 50 or 60 (0 disables mains removal)")
+    g.add_argument("--line-freq", metavar="50|60|none|auto",
+                   help="mains frequency removed from each epoch: 50, 60, none (0 too), or "
+                        "auto (default: found from the data)")
     g.add_argument("--lowpass", type=float, metavar="HZ", help="epoch low-pass (0 disables)")
 
 
@@ -47,13 +48,30 @@ def params_from_args(args: argparse.Namespace):
         if value is not None:
             changes[field] = value
     if getattr(args, "line_freq", None) is not None:
-        changes["line_freq_hz"] = args.line_freq or None
+        text = str(args.line_freq).strip().lower()
+        if text in ("none", "0", "0.0", "off"):
+            changes["line_freq_hz"] = None
+        elif text == "auto":
+            changes["line_freq_hz"] = "auto"
+        else:
+            try:
+                changes["line_freq_hz"] = float(text)
+            except ValueError:
+                raise UserError(f"--line-freq must be 50, 60, none or auto, got "
+                                f"{args.line_freq!r}") from None
     if getattr(args, "lowpass", None) is not None:
         changes["lowpass_hz"] = args.lowpass or None
     try:
         return base.replace(**changes) if changes else base
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def mains_line(line_freq_hz, source: str) -> str:
+    """The line printed about the mains: ``mains: 60 Hz (detected)``."""
+    from mepkit.dsp.mains import describe
+
+    return describe(line_freq_hz, source)
 
 
 def add_trigger_options(p: argparse.ArgumentParser) -> None:

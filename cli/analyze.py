@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mepkit_cli._common import add_param_options, add_trigger_options, params_from_args
+from mepkit_cli._common import (add_param_options, add_trigger_options, mains_line,
+                                params_from_args)
 
 
 def add_parser(sub) -> None:
@@ -93,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     results = analyze_files(args.files, params, options, jobs=args.jobs,
                             scheduler=args.scheduler, progress=_progress(len(args.files), show))
     frames = [r.frame for r in results if r.frame is not None]
+    for r in results:
+        if r.frame is not None and "line_freq_hz" in r.frame.attrs:
+            line = mains_line(r.frame.attrs["line_freq_hz"], r.frame.attrs["line_freq_source"])
+            print(line if len(args.files) == 1 else f"{r.path}: {line}", file=sys.stderr)
     failed = [r for r in results if r.error]
     if frames:
         import pandas as pd

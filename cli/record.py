@@ -7,7 +7,8 @@ import math
 import sys
 import time
 
-from mepkit_cli._common import add_param_options, add_trigger_options, params_from_args
+from mepkit_cli._common import (add_param_options, add_trigger_options, mains_line,
+                                params_from_args)
 
 #: Seconds between status lines when stderr is not a terminal.
 STATUS_EVERY_S = 5.0
@@ -160,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
                                         f" for {args.duration:g} s")
               + "; Ctrl-C stops", file=sys.stderr, flush=True)
         cpu0, wall0 = time.process_time(), time.monotonic()  # steady state, after start-up
+        n_mains = 0
+        if params.line_freq_hz != "auto":
+            print(mains_line(params.line_freq_hz, "set"), file=sys.stderr, flush=True)
         table = None
         deadline = None if args.duration is None else time.monotonic() + args.duration
         next_status = time.monotonic() + (0.5 if tty else STATUS_EVERY_S)
@@ -169,6 +173,12 @@ def run(args: argparse.Namespace) -> int:
                 break
             wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
             trial = session.next_trial(timeout=wait)
+            decisions = session.mains_decisions
+            for d in decisions[n_mains:]:
+                if tty:
+                    print("\r\033[K", end="", file=sys.stderr)
+                print(mains_line(d.line_freq_hz, "detected"), file=sys.stderr, flush=True)
+            n_mains = len(decisions)
             if trial is not None and not args.quiet:
                 if table is None:
                     t0 = session.emg.first_timestamp_s or trial.stim_time_s

@@ -241,6 +241,7 @@ class LiveSession:
         self._rec_markers: list[tuple[float, str]] = []
         self._rec_trials: list[Any] = []
         self._rec_events: list[tuple[float, str, Any]] = []
+        self._n_mains = 0
         self._last_flush = self._last_full_gc = 0.0
 
     # ------------------------------------------------------------------ lifecycle
@@ -541,6 +542,24 @@ class LiveSession:
             self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
+        if self.pipeline.n_mains_decisions > self._n_mains:
+            self._on_mains(float(ts[-1]))
+
+    def _on_mains(self, time_s: float) -> None:
+        """New mains decisions: logged, and kept as ``mains`` events of the record."""
+        from mepkit.dsp.mains import describe
+
+        for d in self.pipeline.mains_decisions[self._n_mains:]:
+            logger.info("%s from sample %d", describe(d.line_freq_hz, "detected"),
+                        d.sample_index)
+            if self.writer is not None:
+                self._rec_events.append((time_s, "mains", {**d.to_dict(), "source": "detected"}))
+            self._n_mains += 1
+
+    @property
+    def mains_decisions(self) -> list:
+        """The Pipeline's mains decisions so far (empty when ``line_freq_hz`` is set)."""
+        return self.pipeline.mains_decisions if self.pipeline is not None else []
 
     def _take_markers(self) -> int:
         """Pull the markers that arrived, map them onto the EMG clock, hand them over."""

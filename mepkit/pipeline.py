@@ -275,6 +275,11 @@ class Pipeline:
         ``line_freq_hz`` is set in the parameters."""
         return [] if self._mains is None else list(self._mains.decisions)
 
+    @property
+    def n_mains_decisions(self) -> int:
+        """How many mains decisions were made (cheap: no copy)."""
+        return 0 if self._mains is None else len(self._mains.decisions)
+
     def _update_mains(self) -> None:
         """Judge every mains block the samples so far complete (before trials are measured,
         so a trial always finds the decision in force at its stimulus)."""

@@ -165,3 +165,36 @@ def test_analyze_recording_decides_over_the_recording(line_hz, setting, source):
     assert not frame.loc[frame.channel == "rest", "detected"].any()
     stream = analyze_recording(rec, Params(line_freq_hz=setting), mains="stream")
     assert stream.attrs["line_freq_hz"] == line_hz
+
+
+def test_cli_prints_the_decision_and_takes_an_override(tmp_path):
+    import subprocess
+    import sys
+
+    from mepkit.io.xdf_write import XdfStream, write_xdf
+
+    data, ts, stims, _ = recording(60.0)
+    chans = [{"label": c, "unit": "microvolts", "type": "EMG"} for c in ("FDI", "rest", "APB")]
+    path = tmp_path / "lab60.xdf"
+    write_xdf(path, [
+        XdfStream(name="EMG", type="EMG", channel_format="float32", nominal_srate=FS,
+                  time_series=data, time_stamps=ts, channels=chans),
+        XdfStream(name="Markers", type="Markers", channel_format="string", nominal_srate=0.0,
+                  time_series=[json.dumps({"intensity": 50})] * len(stims), time_stamps=stims)])
+
+    def analyze(*extra):
+        out = tmp_path / "t.csv"
+        res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "analyze", str(path),
+                              "-o", str(out), *extra], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+        import pandas as pd
+
+        return res.stderr, pd.read_csv(out)
+
+    err, table = analyze()
+    assert "mains: 60 Hz (detected)" in err.splitlines()
+    assert not table["rejected"].any()
+    err, table = analyze("--line-freq", "50")
+    assert "mains: 50 Hz (set)" in err.splitlines()
+    assert (table["reject_reason"] == "background").all()  # what a wrong choice does
