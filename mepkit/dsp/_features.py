@@ -556,53 +556,6 @@ def _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
 
 
 @njit(**JIT)
-def _onset_hodges(xs, ch, r0, pk, lb, mean_abs, sd_abs, floor_uv, n_win):
-    """Hodges & Bui (1996): the first window of ``n_win`` samples whose mean rectified
-    deviation exceeds the background mean + HODGES_H x SD; the onset is its first row."""
-    thr = mean_abs + HODGES_H * sd_abs
-    if thr < floor_uv:
-        thr = floor_uv
-    s = 0.0
-    for i in range(r0, r0 + n_win):
-        s += abs(xs[i, ch] - lb)
-    i = r0
-    while i <= pk:
-        if s >= thr * n_win:
-            return float(i)
-        s += abs(xs[i + n_win, ch] - lb) - abs(xs[i, ch] - lb)
-        i += 1
-    return -1.0
-
-
-@njit(**JIT)
-def _onset_tkeo(xs, ch, r0, pk, lb, mean_tk, sd_tk, floor_tk):
-    """Teager-Kaiser energy psi[i] = d[i]^2 - d[i-1] d[i+1] (d = deviation from ``lb``):
-    the first of two rows in a row above the background mean + TKEO_J x SD, walked back
-    while the energy stays above the background mean."""
-    thr = mean_tk + TKEO_J * sd_tk
-    if thr < floor_tk:
-        thr = floor_tk
-    prev_above = False
-    for i in range(r0 + 1, pk + 1):
-        d0 = xs[i - 1, ch] - lb
-        d1 = xs[i, ch] - lb
-        d2 = xs[i + 1, ch] - lb
-        above = d1 * d1 - d0 * d2 > thr
-        if above and prev_above:
-            j = i - 1
-            while j > r0 + 1:
-                e0 = xs[j - 2, ch] - lb
-                e1 = xs[j - 1, ch] - lb
-                e2 = xs[j, ch] - lb
-                if not e1 * e1 - e0 * e2 > mean_tk:
-                    break
-                j -= 1
-            return float(j)
-        prev_above = above
-    return -1.0
-
-
-@njit(**JIT)
 def _onset_slope(xs, ch, c, j0, pk, r0, lb, sign):
     """Tangent at the steepest point of the rise from ``j0`` to the first peak after the
     crossing ``c``, extended back to the baseline level ``lb``."""
@@ -627,81 +580,211 @@ def _onset_slope(xs, ch, c, j0, pk, r0, lb, sign):
 
 
 @njit(**JIT)
-def _find_onset(xs, ch, st, w, prm, bg, peak_abs, pk, ons):
-    """Onset row of a detected MEP by the chosen method, and whether it is ambiguous.
+def _find_onsets(xs, st, w, prm, mep, bgv, rows, amb):
+    """Onset row of every channel's MEP by the chosen method (``rows``; -1: none, or no
+    MEP) and whether it is ambiguous (``amb``), for the channels with ``mep``.
 
-    Every method runs (``ons``); the onset is ambiguous when there is no clean threshold
-    crossing (the response already deviates at the window's start, or never crosses) or
-    when the chosen method lies more than ONSET_AGREE_MS from the median of all methods.
-    Returns (-1, True) when the chosen method finds no onset."""
+    Every method runs. The scans forward from the window's start go over rows with the
+    channels inner (the stored response is row-major, so they read it in order); the short
+    walks back and the tangent are per channel. The onset is ambiguous when the chosen
+    method finds none, when it lies at the window's start (the response began earlier),
+    or when it is more than ONSET_AGREE_MS from the median of the methods that found one.
+    """
+    n_ch = xs.shape[1]
     dt_ms = prm[P_DT]
     r0 = w[W_R0]
+    r1 = w[W_R1]
     lo = w[W_LO]
     nb = w[W_NB]
-    noise = bg if bg == bg else 0.0
     detection_uv = prm[P_DETECT]
-    # the crossing: onset_sd x background RMS (at least 10 % of the detection threshold,
-    # at most half the peak)
-    thr = prm[P_ONSET_SD] * noise
-    if thr < 0.1 * detection_uv:
-        thr = 0.1 * detection_uv
-    if thr > 0.5 * peak_abs:
-        thr = 0.5 * peak_abs
-    # local level just before the response window absorbs the few µV left by
-    # extrapolating the drift fit across the stimulus
-    l0 = max(w[W_A1], lo, r0 - int(round(5.0 / dt_ms)))
-    lb = 0.0
-    if r0 > l0:
-        for i in range(l0, r0):
-            lb += xs[i, ch]
-        lb /= r0 - l0
-    # the anchor: the first sample of the response at half the peak, on the MEP itself
-    # (small deviations before it, whatever their level, are not)
-    anchor = pk
-    for i in range(r0, pk + 1):
-        if abs(xs[i, ch] - lb) >= 0.5 * peak_abs:
-            anchor = i
-            break
-    # the crossing: the first sample of the anchor's excursion beyond the threshold
-    c = anchor
-    sign = 1.0 if xs[anchor, ch] > lb else -1.0
-    while c > r0 and sign * (xs[c - 1, ch] - lb) >= thr:
-        c -= 1
-    for m in range(N_ONSET):
-        ons[m] = -1.0
-    dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
-    ons[ONSET_THRESHOLD] = _onset_threshold(xs, ch, anchor, r0, lb, thr, dnoise,
-                                            int(round(ONSET_LOOK_MS / dt_ms)))
-    # background statistics of the other methods (the background mean is ~0 after the fit)
     floor_uv = 0.02 * detection_uv
     n_win = max(1, int(round(HODGES_WINDOW_MS / dt_ms)))
-    if nb > 1 and w[W_R1] - r0 > n_win:
+    n_look = int(round(ONSET_LOOK_MS / dt_ms))
+    ons = np.full((N_ONSET, n_ch), -1.0)
+    lb = np.zeros(n_ch)
+    thr = np.zeros(n_ch)
+    pk = np.zeros(n_ch, dtype=np.int64)
+    anchor = np.full(n_ch, -1, dtype=np.int64)
+    # local level just before the response window: absorbs the few µV left by
+    # extrapolating the drift fit across the stimulus
+    l0 = max(w[W_A1], lo, r0 - int(round(5.0 / dt_ms)))
+    if r0 > l0:
+        for i in range(l0, r0):
+            for ch in range(n_ch):
+                lb[ch] += xs[i, ch]
+        for ch in range(n_ch):
+            lb[ch] /= r0 - l0
+    # the crossing threshold: onset_sd x background RMS (at least 10 % of the detection
+    # threshold, at most half the peak)
+    last = r0 - 1
+    n_open = 0
+    for ch in range(n_ch):
+        rows[ch] = -1.0
+        amb[ch] = False
+        if not mep[ch]:
+            continue
+        noise = bgv[ch] if bgv[ch] == bgv[ch] else 0.0
+        t = prm[P_ONSET_SD] * noise
+        if t < 0.1 * detection_uv:
+            t = 0.1 * detection_uv
+        if t > 0.5 * st[S_PEAK, ch]:
+            t = 0.5 * st[S_PEAK, ch]
+        thr[ch] = t
+        pk[ch] = int(st[S_PEAKI, ch])
+        last = max(last, pk[ch])
+        n_open += 1
+    # the anchor: the first row at half the peak, on the MEP itself (small deviations
+    # before it, whatever their level, are not)
+    half = np.empty(n_ch)
+    for ch in range(n_ch):
+        half[ch] = 0.5 * st[S_PEAK, ch] if mep[ch] else np.inf
+    i = r0
+    while n_open > 0 and i <= last:
+        for ch in range(n_ch):
+            if anchor[ch] < 0 and abs(xs[i, ch] - lb[ch]) >= half[ch]:
+                anchor[ch] = i
+                n_open -= 1
+        i += 1
+    for ch in range(n_ch):
+        if mep[ch] and (anchor[ch] < 0 or anchor[ch] > pk[ch]):
+            anchor[ch] = pk[ch]
+    _scan_hodges(xs, st, mep, lb, pk, r0, r1, nb, n_win, floor_uv, ons)
+    _scan_tkeo(xs, st, mep, lb, pk, r0, r1, nb, floor_uv, ons)
+    method = int(prm[P_ONSET_METHOD])
+    srt = np.empty(N_ONSET)
+    for ch in range(n_ch):
+        if not mep[ch]:
+            continue
+        a = anchor[ch]
+        sign = 1.0 if xs[a, ch] > lb[ch] else -1.0
+        # the crossing: the first row of the anchor's excursion beyond the threshold
+        c = a
+        while c > r0 and sign * (xs[c - 1, ch] - lb[ch]) >= thr[ch]:
+            c -= 1
+        dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
+        ons[ONSET_THRESHOLD, ch] = _onset_threshold(xs, ch, a, r0, lb[ch], thr[ch], dnoise,
+                                                    n_look)
+        ons[ONSET_SLOPE, ch] = _onset_slope(xs, ch, c, int(ons[ONSET_THRESHOLD, ch]),
+                                            min(pk[ch], r1 - 2), r0, lb[ch], sign)
+        chosen = ons[method, ch]
+        if chosen < 0.0:
+            amb[ch] = True
+            continue
+        for m in range(N_ONSET):
+            srt[m] = ons[m, ch]
+        srt.sort()
+        k0 = 0
+        while srt[k0] < 0.0:
+            k0 += 1
+        n_found = N_ONSET - k0
+        mid = k0 + n_found // 2
+        med = srt[mid] if n_found % 2 == 1 else 0.5 * (srt[mid - 1] + srt[mid])
+        rows[ch] = chosen
+        amb[ch] = chosen <= r0 or abs(chosen - med) * dt_ms > ONSET_AGREE_MS
+
+
+@njit(**JIT)
+def _scan_hodges(xs, st, mep, lb, pk, r0, r1, nb, n_win, floor_uv, ons):
+    """Hodges & Bui (1996), every channel: the first window of ``n_win`` rows whose mean
+    rectified deviation from ``lb`` reaches the background mean + HODGES_H x SD of the
+    rectified signal; the onset is the window's first row (into ``ons``)."""
+    n_ch = xs.shape[1]
+    if not (nb > 1 and r1 - r0 > n_win):
+        return
+    thr = np.zeros(n_ch)
+    s = np.zeros(n_ch)
+    stop = np.zeros(n_ch, dtype=np.int64)
+    open_ = np.zeros(n_ch, dtype=np.bool_)
+    last = r0 - 1
+    n_open = 0
+    for ch in range(n_ch):
+        if not mep[ch]:
+            continue
         mean_abs = st[S_BGABS, ch] / nb
         var_abs = st[S_BG, ch] / nb - mean_abs * mean_abs
         sd_abs = math.sqrt(var_abs) if var_abs > 0.0 else 0.0
-        ons[ONSET_HODGES] = _onset_hodges(xs, ch, r0, min(pk, w[W_R1] - 1 - n_win), lb,
-                                          mean_abs, sd_abs, floor_uv, n_win)
-    if nb > 2:
-        mean_tk = st[S_BGTK, ch] / (nb - 2)
-        var_tk = st[S_BGTK2, ch] / (nb - 2) - mean_tk * mean_tk
-        sd_tk = math.sqrt(var_tk) if var_tk > 0.0 else 0.0
-        ons[ONSET_TKEO] = _onset_tkeo(xs, ch, r0, min(pk, w[W_R1] - 2), lb, mean_tk, sd_tk,
-                                      floor_uv * floor_uv)
-    ons[ONSET_SLOPE] = _onset_slope(xs, ch, c, int(ons[ONSET_THRESHOLD]),
-                                    min(pk, w[W_R1] - 2), r0, lb, sign)
-    chosen = ons[int(prm[P_ONSET_METHOD])]
-    if chosen < 0.0:
-        return -1.0, True
-    # median of the methods that found an onset
-    srt = np.sort(ons)
-    k0 = 0
-    while srt[k0] < 0.0:
-        k0 += 1
-    n_found = N_ONSET - k0
-    mid = k0 + n_found // 2
-    med = srt[mid] if n_found % 2 == 1 else 0.5 * (srt[mid - 1] + srt[mid])
-    amb = chosen <= r0 or abs(chosen - med) * dt_ms > ONSET_AGREE_MS
-    return chosen, amb
+        t = mean_abs + HODGES_H * sd_abs
+        thr[ch] = t if t >= floor_uv else floor_uv
+        stop[ch] = min(pk[ch], r1 - 1 - n_win)
+        last = max(last, stop[ch])
+        open_[ch] = True
+        n_open += 1
+    for i in range(r0, r0 + n_win):
+        for ch in range(n_ch):
+            s[ch] += abs(xs[i, ch] - lb[ch])
+    i = r0
+    while n_open > 0 and i <= last:
+        for ch in range(n_ch):
+            if open_[ch]:
+                if i > stop[ch]:
+                    open_[ch] = False
+                    n_open -= 1
+                elif s[ch] >= thr[ch] * n_win:
+                    ons[ONSET_HODGES, ch] = float(i)
+                    open_[ch] = False
+                    n_open -= 1
+                else:
+                    s[ch] += abs(xs[i + n_win, ch] - lb[ch]) - abs(xs[i, ch] - lb[ch])
+        i += 1
+
+
+@njit(**JIT)
+def _scan_tkeo(xs, st, mep, lb, pk, r0, r1, nb, floor_uv, ons):
+    """Teager-Kaiser energy psi[i] = d[i]^2 - d[i-1] d[i+1] of the deviation from ``lb``,
+    every channel: the first of two rows in a row above the background mean + TKEO_J x SD
+    of the operator, walked back while the energy stays above the background mean."""
+    n_ch = xs.shape[1]
+    if nb <= 2:
+        return
+    thr = np.zeros(n_ch)
+    mean = np.zeros(n_ch)
+    stop = np.zeros(n_ch, dtype=np.int64)
+    prev = np.zeros(n_ch, dtype=np.bool_)
+    open_ = np.zeros(n_ch, dtype=np.bool_)
+    last = r0
+    n_open = 0
+    floor_tk = floor_uv * floor_uv
+    for ch in range(n_ch):
+        if not mep[ch]:
+            continue
+        m = st[S_BGTK, ch] / (nb - 2)
+        var = st[S_BGTK2, ch] / (nb - 2) - m * m
+        sd = math.sqrt(var) if var > 0.0 else 0.0
+        t = m + TKEO_J * sd
+        thr[ch] = t if t >= floor_tk else floor_tk
+        mean[ch] = m
+        stop[ch] = min(pk[ch], r1 - 2)
+        last = max(last, stop[ch])
+        open_[ch] = True
+        n_open += 1
+    i = r0 + 1
+    while n_open > 0 and i <= last:
+        for ch in range(n_ch):
+            if not open_[ch]:
+                continue
+            if i > stop[ch]:
+                open_[ch] = False
+                n_open -= 1
+                continue
+            b = lb[ch]
+            d0 = xs[i - 1, ch] - b
+            d1 = xs[i, ch] - b
+            d2 = xs[i + 1, ch] - b
+            above = d1 * d1 - d0 * d2 > thr[ch]
+            if above and prev[ch]:
+                j = i - 1
+                while j > r0 + 1:
+                    e0 = xs[j - 2, ch] - b
+                    e1 = xs[j - 1, ch] - b
+                    e2 = xs[j, ch] - b
+                    if not e1 * e1 - e0 * e2 > mean[ch]:
+                        break
+                    j -= 1
+                ons[ONSET_TKEO, ch] = float(j)
+                open_[ch] = False
+                n_open -= 1
+            prev[ch] = above
+        i += 1
 
 
 @njit(**JIT)
@@ -719,31 +802,22 @@ def trial_finish(tr, t0, gap, w, st, xs, prm,
     detection_uv = prm[P_DETECT]
     clip_run = prm[P_CLIP_RUN]
     nb = w[W_NB]
-    ons = np.empty(N_ONSET)
+    mep = np.zeros(n_ch, dtype=np.bool_)
+    bgv = np.empty(n_ch)
     for ch in range(n_ch):
         if not st[S_VACC, ch] == 0.0:
             _set_invalid(tr, ch, amplitude_uv, latency_ms, area_uv_ms, background_rms_uv,
                          peak_time_ms, detected, reject, onset_ambiguous)
             continue
         bg = math.sqrt(st[S_BG, ch] / nb) if nb > 0 else np.nan
+        bgv[ch] = bg
         amp = st[S_HI, ch] - st[S_LO, ch]
         amplitude_uv[tr, ch] = amp
         area_uv_ms[tr, ch] = st[S_AREA, ch] * dt_ms
         background_rms_uv[tr, ch] = bg
-        pk = int(st[S_PEAKI, ch])
-        peak_abs = st[S_PEAK, ch]
-        peak_time_ms[tr, ch] = t0 + pk * dt_ms
-        is_mep = amp >= detection_uv
-        detected[tr, ch] = is_mep
-        # ---- onset: every method on the stored filtered response, the chosen one kept
-        lat = np.nan
-        amb = False
-        if is_mep:
-            j, amb = _find_onset(xs, ch, st, w, prm, bg, peak_abs, pk, ons)
-            if j >= 0.0:
-                lat = t0 + j * dt_ms
-        onset_ambiguous[tr, ch] = amb
-        latency_ms[tr, ch] = lat
+        peak_time_ms[tr, ch] = t0 + int(st[S_PEAKI, ch]) * dt_ms
+        mep[ch] = amp >= detection_uv
+        detected[tr, ch] = mep[ch]
         # ---- rejection, by priority
         clipped = (st[S_TOP, ch] > st[S_BOT, ch]
                    and (st[S_BTOP, ch] >= clip_run or st[S_BBOT, ch] >= clip_run))
@@ -757,6 +831,14 @@ def trial_finish(tr, t0, gap, w, st, xs, prm,
         elif not (bg <= prm[P_BG_LIMIT]):
             reason = BACKGROUND
         reject[tr, ch] = reason
+    # ---- onset: every method on the stored filtered response, the chosen one kept
+    rows = np.empty(n_ch)
+    amb = np.zeros(n_ch, dtype=np.bool_)
+    _find_onsets(xs, st, w, prm, mep, bgv, rows, amb)
+    for ch in range(n_ch):
+        if st[S_VACC, ch] == 0.0:
+            latency_ms[tr, ch] = t0 + rows[ch] * dt_ms if rows[ch] >= 0.0 else np.nan
+            onset_ambiguous[tr, ch] = amb[ch]
 
 
 @njit(**JIT)
