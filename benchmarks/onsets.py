@@ -6,7 +6,8 @@ onsets at 18-28 ms, and before the onset one of: nothing, a slow artifact decay 
 a slow deviation of 1-3 x background RMS, low-frequency EMG), measured with the default
 parameters except the onset method. Error = measured - true onset (ms).
 
-For each method: detected MEPs with an onset, median and 90th percentile of |error|, the
+For each method, and for the walk-back mepkit used before them ("(previous)"), on the same
+cleaned response: detected MEPs with an onset, median and 90th percentile of |error|, the
 median signed error, the share more than 2 ms early and the share flagged ambiguous; then
 the same for the unflagged onsets, and the default method per kind of trouble.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _util import print_table  # noqa: E402
 
 MEDIAN_LIMIT_MS = 0.5
@@ -50,6 +52,36 @@ def _stats(err: np.ndarray, amb: np.ndarray, n_all: int) -> list[object]:
             f"{100 * np.mean(amb[ok]):.1f}"]
 
 
+def previous_walkback(epochs, sfreq, t0_ms, line_hz):
+    """The onset mepkit reported before the methods above (for comparison): the first
+    crossing of onset_sd x RMS, walked back while the deviation stays above one RMS, on
+    the same cleaned response (the NumPy twin's cleaning, tests/naive.py)."""
+    import naive
+    from mepkit.params import Params
+
+    p = Params(line_freq_hz=line_hz)
+    t = t0_ms + np.arange(epochs.shape[-1]) * 1000.0 / sfreq
+    out = np.full(epochs.shape[0], np.nan)
+    for k in range(epochs.shape[0]):
+        r = naive.measure_epoch(epochs[k, 0], t, p, sfreq_hz=sfreq)
+        if not r["detected"]:
+            continue
+        c = r["clean"]
+        x, r0, pk, dt = c["x"], c["r0"], c["pk"], c["dt"]
+        noise = r["background_rms_uv"]
+        thr = min(max(p.onset_sd * noise, 0.1 * p.detection_threshold_uv), 0.5 * abs(x[pk]))
+        l0 = max(c["a1"], c["lo"], r0 - int(round(5.0 / dt)))
+        lb = x[l0:r0].mean()
+        hit = np.flatnonzero(np.abs(x[r0:pk + 1] - lb) >= thr)
+        if hit.size:
+            j = r0 + int(hit[0])
+            sign = 1.0 if x[j] > lb else -1.0
+            while j > max(c["a1"], c["lo"]) and sign * (x[j - 1] - lb) > noise:
+                j -= 1
+            out[k] = c["t0"] + j * dt
+    return out
+
+
 def measure(sfreq: float, n_epochs: int, seed: int, line_hz: float):
     from mepkit.dsp.features import measure_epochs
     from mepkit.params import ONSET_METHODS, Params
@@ -62,6 +94,8 @@ def measure(sfreq: float, n_epochs: int, seed: int, line_hz: float):
         lat = r["latency_ms"][:, 0]
         keep = r["detected"][:, 0] & (r["reject_code"][:, 0] == 0)
         out[m] = (lat - d["onset_ms"], r["onset_ambiguous"][:, 0], keep)
+    prev = previous_walkback(d["epochs"], sfreq, d["t0_ms"], line_hz)
+    out["(previous)"] = (prev - d["onset_ms"], np.zeros(len(prev), bool), keep)
     return d, out
 
 
@@ -81,6 +115,8 @@ def report(sfreq: float, n_epochs: int, seed: int, line_hz: float) -> bool:
     print_table(headers, rows)
     rows = []
     for m, (err, amb, keep) in out.items():
+        if m.startswith("("):
+            continue
         sel = keep & ~amb
         rows.append([m] + _stats(err[sel], amb[sel], int(sel.sum())))
     print("unflagged onsets only:")

@@ -96,6 +96,7 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     amp = resp.max() - resp.min()
     pk = r0 + int(np.argmax(np.abs(resp)))
     out = dict(amplitude_uv=amp, area_uv_ms=np.abs(resp).sum() * dt, background_rms_uv=bg,
+               clean=dict(x=x, r0=r0, r1=r1, pk=pk, a1=a1, lo=lo, dt=dt, t0=t0),
                peak_time_ms=t0 + pk * dt, detected=bool(amp >= p.detection_threshold_uv),
                latency_ms=np.nan)
     out["onset_ambiguous"] = False
