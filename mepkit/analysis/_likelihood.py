@@ -60,8 +60,9 @@ class BinaryModel:
         s = np.exp(theta[:, 1:2])
         u = self.g * (self.x - t) / s
         if self.link == "normal":
-            nll_i = -log_ndtr(u)
-            lam = _mills(u)
+            lnd = log_ndtr(u)
+            nll_i = -lnd
+            lam = np.exp(-0.5 * u * u - _LOG_SQRT_2PI - lnd)
             l_u = -lam
             l_uu = lam * (u + lam)
         else:
@@ -76,7 +77,10 @@ class BinaryModel:
         h_tt = np.sum(w * l_uu / (s * s), 1)
         h_ts = np.sum(w * (l_uu * du_dt * -u + l_u * self.g / s), 1)
         h_ss = np.sum(w * (l_uu * u * u + l_u * u), 1)
-        hess = np.stack([np.stack([h_tt, h_ts], 1), np.stack([h_ts, h_ss], 1)], 1)
+        hess = np.empty((theta.shape[0], 2, 2))
+        hess[:, 0, 0] = h_tt
+        hess[:, 0, 1] = hess[:, 1, 0] = h_ts
+        hess[:, 1, 1] = h_ss
         return f, grad, hess
 
 
@@ -93,6 +97,8 @@ class CurveModel:
         a = np.asarray(amplitude_uv, float)
         self.cens = a < floor_uv
         self.y = np.log(np.where(self.cens, floor_uv, a))
+        self._obs_cols = np.flatnonzero(~self.cens)
+        self._cens_cols = np.flatnonzero(self.cens)
         self.c_floor = math.log(floor_uv)
         self.threshold = threshold
         self.log_c = math.log(criterion_uv)
@@ -111,6 +117,9 @@ class CurveModel:
         """ln median per trial, its gradient (B, n, 3) and Hessian (B, n, 3, 3) in the curve
         parameters (the first three of theta)."""
         x = self.x
+        shape = (theta.shape[0], x.size)
+        d = np.empty(shape + (3,))
+        h = np.empty(shape + (3, 3))
         if not self.threshold:
             ln_m, i50, ln_s = theta[:, :1], theta[:, 1:2], theta[:, 2:3]
             s = np.exp(ln_s)
@@ -118,15 +127,14 @@ class CurveModel:
             p = expit(z)
             pq = p * (1.0 - p)
             mu = ln_m - _softplus(z)
-            one = np.ones_like(z)
-            d = np.stack([one, -p / s, p * z], axis=-1)
-            zero = np.zeros_like(z)
-            h_ii = -pq / (s * s)
-            h_is = pq * z / s + p / s
-            h_ss = -pq * z * z - p * z
-            h = np.stack([np.stack([zero, zero, zero], -1),
-                          np.stack([zero, h_ii, h_is], -1),
-                          np.stack([zero, h_is, h_ss], -1)], axis=-2)
+            d[..., 0] = 1.0
+            d[..., 1] = -p / s
+            d[..., 2] = p * z
+            h[..., 0, :] = 0.0
+            h[..., :, 0] = 0.0
+            h[..., 1, 1] = -pq / (s * s)
+            h[..., 1, 2] = h[..., 2, 1] = pq * z / s + p / s
+            h[..., 2, 2] = -pq * z * z - p * z
             return mu, d, h
         t, ln_s, u = theta[:, :1], theta[:, 1:2], theta[:, 2:3]
         s = np.exp(ln_s)
@@ -136,33 +144,50 @@ class CurveModel:
         pu = expit(u)
         qz = pz * (1.0 - pz)
         mu = self.log_c + _softplus(u) - _softplus(z)
-        d = np.stack([-pz / s, pz * q, np.broadcast_to(pu, z.shape) - pz], axis=-1)
-        h_tt = -qz / (s * s)
-        h_ts = qz * q / s + pz / s
-        h_tu = -qz / s
-        h_ss = -qz * q * q - pz * q
-        h_su = qz * q
-        h_uu = pu * (1.0 - pu) - qz
-        h = np.stack([np.stack([h_tt, h_ts, h_tu], -1),
-                      np.stack([h_ts, h_ss, h_su], -1),
-                      np.stack([h_tu, h_su, h_uu], -1)], axis=-2)
+        d[..., 0] = -pz / s
+        d[..., 1] = pz * q
+        d[..., 2] = pu - pz
+        h[..., 0, 0] = -qz / (s * s)
+        h[..., 0, 1] = h[..., 1, 0] = qz * q / s + pz / s
+        h[..., 0, 2] = h[..., 2, 0] = -qz / s
+        h[..., 1, 1] = -qz * q * q - pz * q
+        h[..., 1, 2] = h[..., 2, 1] = qz * q
+        h[..., 2, 2] = pu * (1.0 - pu) - qz
         return mu, d, h
 
     def evaluate(self, theta: np.ndarray, weights: np.ndarray):
         mu, d, h2 = self._mu(theta)
         tau = theta[:, 3:4]
         sig = np.exp(tau)
-        cens = self.cens
-        r = (self.y - mu) / sig
-        w_c = (self.c_floor - mu) / sig
-        lam = _mills(w_c)
-        lw = lam * (w_c + lam)
-        nll_i = np.where(cens, -log_ndtr(w_c), tau + 0.5 * r * r)
-        l_mu = np.where(cens, lam / sig, -r / sig)
-        l_tau = np.where(cens, lam * w_c, 1.0 - r * r)
-        l_mumu = np.where(cens, lw / (sig * sig), 1.0 / (sig * sig))
-        l_mutau = np.where(cens, (lw * w_c - lam) / sig, 2.0 * r / sig)
-        l_tautau = np.where(cens, lam * w_c * (w_c * (w_c + lam) - 1.0), 2.0 * r * r)
+        inv = 1.0 / sig
+        oc, cc = self._obs_cols, self._cens_cols
+        shape = mu.shape
+        nll_i = np.empty(shape)
+        l_mu = np.empty(shape)
+        l_tau = np.empty(shape)
+        l_mumu = np.empty(shape)
+        l_mutau = np.empty(shape)
+        l_tautau = np.empty(shape)
+        if oc.size:
+            r = (self.y[oc] - mu[:, oc]) * inv
+            r2 = r * r
+            nll_i[:, oc] = tau + 0.5 * r2
+            l_mu[:, oc] = -r * inv
+            l_tau[:, oc] = 1.0 - r2
+            l_mumu[:, oc] = inv * inv
+            l_mutau[:, oc] = 2.0 * r * inv
+            l_tautau[:, oc] = 2.0 * r2
+        if cc.size:
+            w_c = (self.c_floor - mu[:, cc]) * inv
+            lnd = log_ndtr(w_c)
+            lam = np.exp(-0.5 * w_c * w_c - _LOG_SQRT_2PI - lnd)
+            lw = lam * (w_c + lam)
+            nll_i[:, cc] = -lnd
+            l_mu[:, cc] = lam * inv
+            l_tau[:, cc] = lam * w_c
+            l_mumu[:, cc] = lw * inv * inv
+            l_mutau[:, cc] = (lw * w_c - lam) * inv
+            l_tautau[:, cc] = lam * w_c * (w_c * (w_c + lam) - 1.0)
         w = weights
         f = np.sum(w * nll_i, 1)
         b = theta.shape[0]
@@ -170,7 +195,7 @@ class CurveModel:
         grad[:, :3] = np.einsum("bn,bni->bi", w * l_mu, d)
         grad[:, 3] = np.sum(w * l_tau, 1)
         hess = np.empty((b, 4, 4))
-        hess[:, :3, :3] = (np.einsum("bn,bni,bnj->bij", w * l_mumu, d, d)
+        hess[:, :3, :3] = (np.einsum("bn,bni,bnj->bij", w * l_mumu, d, d, optimize=True)
                            + np.einsum("bn,bnij->bij", w * l_mu, h2))
         hc = np.einsum("bn,bni->bi", w * l_mutau, d)
         hess[:, :3, 3] = hc
@@ -229,7 +254,7 @@ def minimize(model, theta0: np.ndarray, weights: np.ndarray, *, fixed=None,
         th, ga, ha = theta[act], g[act], h[act]
         free = ~fixed_mask[act] & ~((th <= lo) & (ga > 0)) & ~((th >= hi) & (ga < 0))
         gf = np.where(free, ga, 0.0)
-        small = np.max(np.abs(gf), axis=1) < 1e-7
+        small = np.max(np.abs(gf), axis=1) < 1e-6
         hm = ha * free[:, :, None] * free[:, None, :] + eye * ~free[:, None, :]
         dg = np.maximum(np.abs(np.diagonal(hm, axis1=1, axis2=2)), 1e-8)
         a = hm + lam[act, None, None] * dg[:, None, :] * eye
@@ -248,7 +273,7 @@ def minimize(model, theta0: np.ndarray, weights: np.ndarray, *, fixed=None,
         lam[idx] = np.maximum(lam[idx] / 4.0, 1e-9)
         bad = act[~better]
         lam[bad] *= 6.0
-        conv = (better & (gain < tol * (1.0 + np.abs(fn))) & (moved < 1e-6)) | small
+        conv = (better & (gain < tol * (1.0 + np.abs(fn))) & ((moved < 1e-6) | (gain < 1e-12))) | small
         conv |= lam[act] > 1e10
         done[act[conv]] = True
     return theta, f, h, done

@@ -531,7 +531,7 @@ def hemispheric_excitability(table, *, affected: str | None = None,
     criterion_uv : float
         MEP criterion of the threshold (50 µV).
     floor_uv : float
-        Amplitudes below this are no measurable MEP (20 µV).
+        Amplitudes below this are no measurable MEP (30 µV).
     matched_pct_rmt : float
         The %RMT of each side at which MEPs are compared (120 %).
     matched_pct_mso : float, optional

@@ -29,7 +29,7 @@ __all__ = ["RecruitmentFit", "boltzmann", "fit_recruitment", "fit_recruitment_cu
            "FLOOR_UV"]
 
 #: Amplitudes below this (µV) are treated as "no measurable MEP" (left-censored).
-FLOOR_UV = 20.0
+FLOOR_UV = 30.0
 
 
 def boltzmann(intensity_pct_mso, mep_max_uv: float, i50_pct_mso: float,
@@ -167,8 +167,9 @@ def fit_recruitment(intensity_pct_mso, amplitude_uv, *, rejected=None,
     rejected : array_like of bool (n,), optional
         Trials to leave out (their amplitude may be NaN).
     floor_uv : float
-        Amplitudes below this are left-censored ("no measurable MEP"); default 20 µV,
-        about the peak-to-peak of resting surface EMG noise over the response window.
+        Amplitudes below this are left-censored ("no measurable MEP"); default 30 µV,
+        above the peak-to-peak that resting surface EMG noise reaches over the response
+        window (docs/methods.md).
     ci_level : float
         Confidence level of the intervals (default 0.95).
     ci : bool
