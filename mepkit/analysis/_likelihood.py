@@ -313,8 +313,8 @@ _GRID_SE = np.array([1.0, 1.7, 2.3, 3.2])
 _GRID_SE_FAR = np.array([5.0, 9.0, 18.0, 40.0, 100.0])
 
 
-def _at_bound(model, k, v) -> bool:
-    return v <= model.lower[k] + 1e-12 or v >= model.upper[k] - 1e-12
+def _at_bound(model, k, v, side) -> bool:
+    return v >= model.upper[k] - 1e-12 if side > 0 else v <= model.lower[k] + 1e-12
 
 
 def z_crit(level: float) -> float:
@@ -350,13 +350,13 @@ def profile_intervals(model, theta_hat: np.ndarray, nll_hat: float, params, *,
         for k in params:
             span = model.upper[k] - model.lower[k]
             se = math.sqrt(cov[k, k]) if cov[k, k] > 0 else 0.0
-            ses[k] = min(max(se, 1e-3 * span), 0.25 * span)
+            ses[k] = min(max(se, 1e-2 * span), 0.25 * span)
         pts = {(k, side): [(float(theta_hat[k]), 0.0)] for k in params for side in (-1, 1)}
         restart = None
         for grid, two_starts in ((_GRID_SE, False), (_GRID_SE_FAR, True)):
             jobs = []
             for (k, side), got in pts.items():
-                if _bracket(got, crit) is not None or _at_bound(model, k, got[-1][0]):
+                if _bracket(got, crit) is not None or _at_bound(model, k, got[-1][0], side):
                     continue
                 vals = np.clip(theta_hat[k] + side * ses[k] * grid, model.lower[k], model.upper[k])
                 jobs.extend((k, side, float(v)) for v in np.unique(vals)

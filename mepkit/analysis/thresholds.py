@@ -216,7 +216,7 @@ def estimate_threshold(intensity_pct_mso, amplitude_uv, *, rejected=None,
     p = prof[0]
     ci = (0.0 if p.lower_open else p.lower, math.inf if p.upper_open else p.upper)
     notes = []
-    if theta[1] <= bm.lower[1] + 1e-9:
+    if x[~hit].max() < x[hit].min():
         notes.append("hits and misses are completely separated: the threshold lies between the "
                      "highest intensity without and the lowest with an MEP")
     t_hat = float(theta[0])
