@@ -288,8 +288,9 @@ def _median_at(curve, intensity) -> np.ndarray:
     """Replicates' median MEP at ``intensity`` (scalar or (B,) array)."""
     cm, th = curve
     ln_m, i50, ln_s = th[:, 0], th[:, 1], th[:, 2]
-    z = (i50 - np.asarray(intensity, float)) / np.exp(ln_s)
-    return np.exp(ln_m - np.logaddexp(0.0, z))
+    with np.errstate(invalid="ignore"):  # NaN rows: replicates without a fit
+        z = (i50 - np.asarray(intensity, float)) / np.exp(ln_s)
+        return np.exp(ln_m - np.logaddexp(0.0, z))
 
 
 def _percentile_ci(samples: np.ndarray, level: float, n_boot: int):
