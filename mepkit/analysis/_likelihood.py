@@ -31,11 +31,6 @@ from scipy.special import expit, log_expit, log_ndtr
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _mills(w: np.ndarray) -> np.ndarray:
-    """phi(w) / Phi(w), stable for large negative w."""
-    return np.exp(-0.5 * w * w - _LOG_SQRT_2PI - log_ndtr(w))
-
-
 def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
