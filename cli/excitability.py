@@ -85,7 +85,9 @@ def print_result(res, out=sys.stdout) -> None:
                 mx = i50 = sl = "-"
             print(f"  {h:<10} {ch:<10} {s.x.size:>6}  {rmt:<22} {mx:<24} {i50:<20} {sl:<16}",
                   file=out)
-            for msg in ([r.message] if r.message else []) + ([f.message] if f.message else []) \
+            same = r.status == "no_mep" and f.status == "no_mep"  # one message says it
+            for msg in ([r.message] if r.message else []) \
+                    + ([f.message] if f.message and not same else []) \
                     + list(r.notes) + list(f.notes):
                 print(f"      {ch}: {msg}", file=out)
     role = "affected / unaffected" if res.affected_given else f"{res.affected} / {res.unaffected}"

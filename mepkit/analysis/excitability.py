@@ -315,10 +315,10 @@ def _rmt_ratio(sa: Side, su: Side, boot, level, n_boot, roles) -> tuple[Quantity
     ra, ru = roles
     if a_pt is not None and u_pt is not None:
         r = a_pt / u_pt
-        samples = boot["rmt_a"] / boot["rmt_u"]
-        ci, nb = _percentile_ci(samples, level, n_boot)
-        li_ci = None if ci is None else tuple((c - 1.0) / (c + 1.0) for c in ci)
-        return (Quantity(r, ci, n_boot=nb), Quantity((r - 1.0) / (r + 1.0), li_ci, n_boot=nb))
+        ci = _mover_ratio(a_pt, sa.rmt.ci, u_pt, su.rmt.ci)
+        li_ci = tuple((c - 1.0) / (c + 1.0) if math.isfinite(c) else 1.0 for c in ci)
+        det = {"ci_method": "MOVER from the profile-likelihood intervals of both RMTs"}
+        return (Quantity(r, ci, details=det), Quantity((r - 1.0) / (r + 1.0), li_ci, details=det))
     msgs = [m for m in (_side_msg(sa.rmt, ra), _side_msg(su.rmt, ru)) if m]
     lower = upper = None
     ci = None
@@ -359,6 +359,22 @@ def _rmt_ratio(sa: Side, su: Side, boot, level, n_boot, roles) -> tuple[Quantity
     li_ci = None if ci is None else (li(ci[0]), li(ci[1]) if math.isfinite(ci[1]) else 1.0)
     return (Quantity(None, ci, lower, upper, msg),
             Quantity(None, li_ci, li(lower), li(upper), li_msg))
+
+
+def _mover_ratio(a, a_ci, u, u_ci) -> tuple[float, float]:
+    """Interval of a / u from the intervals of a and u (MOVER on the log scale: Zou & Donner
+    2008): each end combines the distances of the two log intervals' ends in quadrature."""
+    la, lu = math.log(a), math.log(u)
+
+    def log(v):
+        return math.log(v) if v > 0 else -math.inf
+
+    a_lo, a_hi = log(a_ci[0]), log(a_ci[1]) if math.isfinite(a_ci[1]) else math.inf
+    u_lo, u_hi = log(u_ci[0]), log(u_ci[1]) if math.isfinite(u_ci[1]) else math.inf
+    lo = la - lu - math.hypot(la - a_lo, u_hi - lu)
+    hi = la - lu + math.hypot(a_hi - la, lu - u_lo)
+    return (math.exp(lo) if math.isfinite(lo) else 0.0,
+            math.exp(hi) if math.isfinite(hi) else math.inf)
 
 
 def _side_msg(est: ThresholdEstimate, role: str) -> str:
