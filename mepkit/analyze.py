@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -9,16 +10,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mepkit.params import TRIAL_COLUMNS, Params
-from mepkit.pipeline import Pipeline, Trial
+from mepkit.params import Params
+from mepkit.pipeline import Pipeline, Trial, trial_columns
 
 __all__ = ["analyze_epochs", "analyze_recording", "trials_to_frame", "make_params"]
 
 logger = logging.getLogger("mepkit.analyze")
-
-#: Columns written besides TRIAL_COLUMNS when present (live timing).
-EXTRA_COLUMNS = ("last_sample_s", "available_s")
-
 
 def make_params(params: Params | None = None, **overrides: Any) -> Params:
     """``params`` (or the defaults) with keyword overrides applied and validated."""
@@ -26,25 +23,21 @@ def make_params(params: Params | None = None, **overrides: Any) -> Params:
     return base.replace(**overrides) if overrides else base
 
 
-def trials_to_frame(trials: Iterable[Trial], file: str = "", *, extra: bool = False):
-    """A pandas DataFrame, one row per trial and channel, in ``TRIAL_COLUMNS`` order."""
+#: pandas dtype of each column kind (text columns: whatever pandas makes of Python strings).
+_DTYPES = {"float64": "float64", "int64": "int64", "bool": "bool", "text": None}
+
+
+def trials_to_frame(trials: Iterable[Trial], file: str = "", *, live: bool = False):
+    """A pandas DataFrame, one row per trial and channel, in ``TRIAL_COLUMNS`` order
+    (with ``live``, the live timing columns too)."""
     import pandas as pd
 
-    rows = [row for tr in sorted(trials, key=lambda t: t.index) for row in tr.rows(file)]
-    cols = list(TRIAL_COLUMNS) + (list(EXTRA_COLUMNS) if extra else [])
-    frame = pd.DataFrame(rows, columns=cols) if rows else _empty_frame(cols)
-    return frame
+    from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, TRIAL_COLUMN_KINDS
 
-
-def _empty_frame(cols):
-    import pandas as pd
-
-    dtypes = {c: "float64" for c in cols}
-    for c in ("file", "channel", "label", "site", "hemisphere", "condition", "reject_reason"):
-        dtypes[c] = "object"
-    dtypes["trial"] = "int64"
-    dtypes["detected"] = dtypes["rejected"] = "bool"
-    return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in cols})
+    kinds = {**TRIAL_COLUMN_KINDS, **(LIVE_TRIAL_COLUMN_KINDS if live else {})}
+    cols = trial_columns(sorted(trials, key=lambda t: t.index), file, live=live)
+    return pd.DataFrame({c: pd.Series(v, dtype=_DTYPES[kinds[c]] if v or kinds[c] != "text"
+                                      else object) for c, v in cols.items()})
 
 
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
@@ -157,7 +150,7 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     Windows that do not fit in the epochs (exports often keep only 50 ms before
     the pulse) are shortened with a warning rather than failing.
     """
-    from mepkit.dsp.features import measure_epochs, reason_names
+    from mepkit.dsp.features import FEATURES, measure_epochs, reason_names
     from mepkit.markers import StimInfo, parse_marker
 
     p = make_params(params, **overrides)
@@ -194,31 +187,8 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
         if len(stim) != n_tr:
             raise ValueError(f"{len(stim)} stim entries for {n_tr} trials")
         infos = [s if isinstance(s, StimInfo) else parse_marker(
-            __import__("json").dumps(s) if isinstance(s, dict) else s) for s in stim]
-    return _frame_from_arrays(file, names, infos, res, reasons, stim_time_s=np.zeros(n_tr))
-
-
-def _frame_from_arrays(file, names, infos, res, reasons, *, stim_time_s):
-    import pandas as pd
-
-    n_tr, n_ch = res["amplitude_uv"].shape
-    rep = lambda values: np.repeat(np.asarray(values, dtype=object), n_ch)  # noqa: E731
-    cols = {
-        "file": np.full(n_tr * n_ch, file, dtype=object),
-        "trial": np.repeat(np.arange(n_tr), n_ch),
-        "channel": np.tile(np.asarray(names, dtype=object), n_tr),
-        "stim_time_s": np.repeat(stim_time_s, n_ch),
-        "label": rep([s.label for s in infos]),
-        "intensity_pct_mso": np.repeat([s.intensity_pct_mso for s in infos], n_ch).astype(float),
-        "x_mm": np.repeat([s.x_mm for s in infos], n_ch).astype(float),
-        "y_mm": np.repeat([s.y_mm for s in infos], n_ch).astype(float),
-        "site": rep([s.site for s in infos]),
-        "hemisphere": rep([s.hemisphere for s in infos]),
-        "condition": rep([s.condition for s in infos]),
-    }
-    for k in ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms"):
-        cols[k] = res[k].reshape(-1)
-    cols["detected"] = res["detected"].reshape(-1)
-    cols["reject_reason"] = np.asarray(reasons, dtype=object).reshape(-1)
-    cols["rejected"] = cols["reject_reason"] != ""
-    return pd.DataFrame({c: cols[c] for c in TRIAL_COLUMNS})
+            json.dumps(s) if isinstance(s, dict) else s) for s in stim]
+    names = tuple(names)
+    trials = [Trial(k, 0.0, infos[k], names, *(res[f][k] for f in FEATURES),
+                    res["detected"][k], tuple(reasons[k])) for k in range(n_tr)]
+    return trials_to_frame(trials, file)

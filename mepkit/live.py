@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from mepkit.errors import MepkitError
-from mepkit.params import Params
+from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, Params
 
 __all__ = ["LiveSession", "LiveStatus"]
 
@@ -46,8 +46,6 @@ QUIET_FLUSH_INTERVAL_S = 0.2
 OUTAGE_MIN_S = 0.5
 #: A full garbage collection (all generations) at a quiet moment at most this often.
 FULL_GC_INTERVAL_S = 30.0
-#: Trial columns mepkit adds to the standard ones in live records.
-LIVE_TRIAL_COLUMNS = {"last_sample_s": "float64", "available_s": "float64"}
 
 
 def _raise_in_caller() -> bool:
@@ -461,7 +459,7 @@ class LiveSession:
         session.setdefault("emg_stream", meta.name)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
-        cols = dict(LIVE_TRIAL_COLUMNS)
+        cols = dict(LIVE_TRIAL_COLUMN_KINDS)
         cols.update(self.extra_trial_columns)
         w = RecordWriter(self.record_path, overwrite=self.overwrite, subject=self.subject,
                          session=session, params=self.params,
@@ -610,6 +608,8 @@ class LiveSession:
             gc.collect(1)
 
     def _write_pending(self) -> None:
+        from mepkit.pipeline import trial_columns
+
         w = self.writer
         if self._raw:
             if len(self._raw) == 1:
@@ -624,9 +624,8 @@ class LiveSession:
             self._rec_markers = []
             w.append_markers(np.asarray(times), list(values))
         if self._rec_trials:
-            rows = [r for t in self._rec_trials for r in t.rows()]
+            w.append_trials(trial_columns(self._rec_trials, live=True))
             self._rec_trials = []
-            w.append_trials(rows)
         for time_s, kind, detail in self._rec_events:
             w.append_event(time_s, kind, detail)
         self._rec_events = []

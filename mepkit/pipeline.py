@@ -18,10 +18,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mepkit.markers import StimInfo, parse_marker
-from mepkit.dsp.features import REASON_NAMES
-from mepkit.params import Params
+from mepkit.dsp.features import FEATURES, REASON_NAMES
+from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, TRIAL_COLUMNS, Params
 
-__all__ = ["Pipeline", "Trial"]
+__all__ = ["Pipeline", "Trial", "trial_columns"]
 
 logger = logging.getLogger("mepkit.pipeline")
 
@@ -57,27 +57,39 @@ class Trial:
         return np.array([bool(r) for r in self.reject_reason])
 
     def rows(self, file: str = "") -> list[dict[str, Any]]:
-        """One dict per channel with the trial-table columns."""
-        s = self.stim
-        out = []
-        for c, name in enumerate(self.channels):
-            out.append({
-                "file": file, "trial": self.index, "channel": name,
-                "stim_time_s": self.stim_time_s, "label": s.label,
-                "intensity_pct_mso": s.intensity_pct_mso, "x_mm": s.x_mm, "y_mm": s.y_mm,
-                "site": s.site, "hemisphere": s.hemisphere, "condition": s.condition,
-                "amplitude_uv": float(self.amplitude_uv[c]),
-                "latency_ms": float(self.latency_ms[c]),
-                "area_uv_ms": float(self.area_uv_ms[c]),
-                "background_rms_uv": float(self.background_rms_uv[c]),
-                "peak_time_ms": float(self.peak_time_ms[c]),
-                "detected": bool(self.detected[c]),
-                "rejected": bool(self.reject_reason[c]),
-                "reject_reason": self.reject_reason[c],
-                "last_sample_s": self.last_sample_s,
-                "available_s": self.available_s,
-            })
-        return out
+        """One dict per channel: the trial-table columns and the live timing columns."""
+        cols = trial_columns([self], file, live=True)
+        return [dict(zip(cols, values)) for values in zip(*cols.values())]
+
+
+def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
+                  ) -> dict[str, list[Any]]:
+    """The trial table of ``trials`` as columns (one row per trial and channel).
+
+    The only row builder: tables, records and live sessions all take their rows from it.
+    The columns are ``TRIAL_COLUMNS``, and with ``live`` also ``LIVE_TRIAL_COLUMN_KINDS``.
+    """
+    names = (*TRIAL_COLUMNS, *LIVE_TRIAL_COLUMN_KINDS) if live else TRIAL_COLUMNS
+    cols: dict[str, list[Any]] = {c: [] for c in names}
+    per_trial = ("stim_time_s", "last_sample_s", "available_s")
+    for t in trials:
+        n = len(t.channels)
+        s = t.stim
+        for key, value in (("file", file), ("trial", t.index), ("label", s.label),
+                           ("intensity_pct_mso", s.intensity_pct_mso), ("x_mm", s.x_mm),
+                           ("y_mm", s.y_mm), ("site", s.site), ("hemisphere", s.hemisphere),
+                           ("condition", s.condition)):
+            cols[key].extend([value] * n)
+        for key in per_trial:
+            if key in cols:
+                cols[key].extend([float(getattr(t, key))] * n)
+        cols["channel"].extend(t.channels)
+        for key in FEATURES:
+            cols[key].extend(np.asarray(getattr(t, key), dtype=np.float64).tolist())
+        cols["detected"].extend(bool(v) for v in t.detected)
+        cols["rejected"].extend(bool(r) for r in t.reject_reason)
+        cols["reject_reason"].extend(t.reject_reason)
+    return cols
 
 
 @dataclass(order=True)

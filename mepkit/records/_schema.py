@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from mepkit.errors import MepkitError
-from mepkit.params import TRIAL_COLUMNS
+from mepkit.params import TRIAL_COLUMN_KINDS  # noqa: F401 - re-exported for the writer
 
 #: Version of the record layout written by this mepkit. Readers refuse newer versions.
 FORMAT_VERSION = 1
@@ -22,29 +22,6 @@ FORMAT_NAME = "mepkit-record"
 #: safe under HDF5 SWMR: readers hit "address of object past end of allocation").
 KINDS = ("float64", "int64", "bool", "text")
 
-#: Storage kind of each trial-table column.
-TRIAL_COLUMN_KINDS: dict[str, str] = {
-    "file": "text",
-    "trial": "int64",
-    "channel": "text",
-    "stim_time_s": "float64",
-    "label": "text",
-    "intensity_pct_mso": "float64",
-    "x_mm": "float64",
-    "y_mm": "float64",
-    "site": "text",
-    "hemisphere": "text",
-    "condition": "text",
-    "amplitude_uv": "float64",
-    "latency_ms": "float64",
-    "area_uv_ms": "float64",
-    "background_rms_uv": "float64",
-    "peak_time_ms": "float64",
-    "detected": "bool",
-    "rejected": "bool",
-    "reject_reason": "text",
-}
-assert tuple(TRIAL_COLUMN_KINDS) == TRIAL_COLUMNS
 
 #: The small appendable tables other than /trials: path -> ((column, kind), ...).
 FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
