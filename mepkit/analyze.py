@@ -47,7 +47,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
 
     Returns a DataFrame with one row per trial and EMG channel.
     """
-    from mepkit.sources.xdf import channel_scales
+    from mepkit.units import channel_scales
 
     params = params if params is not None else Params()
     name = recording.path if file is None else file
@@ -58,8 +58,9 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
         raise StreamNotFoundError(
             f"{recording.path}: trigger channel {trigger_channel!r} not found; channels are "
             f"{', '.join(labels)}")
-    scales, notes = channel_scales(labels, list(recording.units), unit_override=unit,
-                                   source=recording.path, skip=trigger_channel)
+    skip = labels.index(trigger_channel) if trigger_channel is not None else None
+    scales, _, notes = channel_scales(labels, list(recording.units), unit_override=unit,
+                                      source=recording.path, skip=skip)
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
     data, ts = recording.data, recording.timestamps

@@ -391,7 +391,8 @@ class LiveSession:
     def _open(self) -> None:
         from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
-        from mepkit.units import scale_to_uv
+        from mepkit.errors import FileFormatError
+        from mepkit.units import channel_scales
 
         info = self._resolve(self._emg_spec, self.source_id, self.emg_type or "EMG")
         self.emg = LslInlet(info, expected_type=self.emg_type,
@@ -412,28 +413,14 @@ class LiveSession:
                 raise StreamFormatError(
                     f"trigger channel {self.trigger_channel!r} is not in stream "
                     f"{meta.name!r}; its channels are {meta.channel_labels}")
-        units = list(meta.units)
-        if self.unit is not None:
-            if scale_to_uv(self.unit) is None:
-                raise ValueError(f"unit {self.unit!r} is not a voltage unit mepkit knows "
-                                 f"(V, mV, uV)")
-            units = [self.unit] * meta.n_channels
-        scales = []
-        for i, (lab, u) in enumerate(zip(meta.channel_labels, units)):
-            if i == trig_idx:
-                scales.append(1.0)
-                continue
-            s = scale_to_uv(u) if u else None
-            if s is None:
-                if u:
-                    raise StreamFormatError(
-                        f"channel {lab!r} of stream {meta.name!r} has unit {u!r}, which is not "
-                        f"a voltage unit mepkit knows; give the unit (unit='uV', --unit uV)")
-                logger.warning("channel %r of stream %r has no unit in its description; "
-                               "assuming microvolts (set unit=/--unit otherwise)", lab, meta.name)
-                units[i] = "microvolts"
-                s = 1.0
-            scales.append(s)
+        try:
+            scales, units, notes = channel_scales(
+                meta.channel_labels, meta.units, unit_override=self.unit,
+                source=f"stream {meta.name!r}", skip=trig_idx)
+        except FileFormatError as exc:
+            raise StreamFormatError(str(exc)) from None
+        for note in notes:
+            logger.warning("%s", note)
         self._units = units
         try:
             self.pipeline = Pipeline(

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from mepkit.errors import MepkitError
+from mepkit.units import scale_to_uv
 from mepkit.params import TRIAL_COLUMN_KINDS  # noqa: F401 - re-exported for the writer
 
 #: Version of the record layout written by this mepkit. Readers refuse newer versions.
@@ -31,13 +32,8 @@ FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "events": (("time_s", "float64"), ("kind", "text"), ("detail", "text")),
 }
 
-#: Stored unit of EMG data, and the factor from each accepted source unit to it.
+#: Stored unit of EMG data (format version 1 converted voltages to it).
 STORED_UNIT = "µV"
-_TO_UV = {
-    "v": 1e6, "volt": 1e6, "volts": 1e6,
-    "mv": 1e3, "millivolt": 1e3, "millivolts": 1e3,
-    "uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts": 1.0,
-}
 
 #: Fill values used when an appended batch lacks a declared column.
 FILL = {"float64": math.nan, "int64": -1, "bool": False, "text": ""}
@@ -65,10 +61,8 @@ def unit_scale(unit: str) -> tuple[float, str]:
     Voltages (V, mV, µV) become µV; any other unit (e.g. a trigger channel's "" or
     "a.u.") is stored unchanged with factor 1.
     """
-    key = str(unit).strip().lower().replace(" ", "")
-    if key in _TO_UV:
-        return _TO_UV[key], STORED_UNIT
-    return 1.0, str(unit)
+    scale = scale_to_uv(unit)
+    return (1.0, str(unit)) if scale is None else (scale, STORED_UNIT)
 
 
 class RecordExistsError(MepkitError, FileExistsError):

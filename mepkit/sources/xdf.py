@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from mepkit.errors import FileFormatError, StreamNotFoundError
-from mepkit.units import scale_to_uv
 
-__all__ = ["Recording", "read_xdf", "channel_scales"]
+__all__ = ["Recording", "read_xdf"]
 
 logger = logging.getLogger("mepkit.xdf")
 
@@ -53,39 +52,6 @@ class Recording:
     def description(self) -> str:
         """The source stream's description as stored (XML for XDF)."""
         return str(self.emg_stream.get("xml", ""))
-
-
-def channel_scales(labels: list[str], units: list[str], *, unit_override: str | None = None,
-                   source: str = "", skip: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """Per-channel factors to µV from unit strings; returns (scales, warnings).
-
-    A missing unit is taken as µV with a warning; an unknown unit is an error
-    that suggests ``--unit``. The channel named ``skip`` (a TTL trigger) is not checked.
-    """
-    notes: list[str] = []
-    if unit_override is not None:
-        s = scale_to_uv(unit_override)
-        if s is None:
-            raise ValueError(f"unknown unit {unit_override!r}; use V, mV or uV")
-        return np.full(len(labels), s), notes
-    scales = np.ones(len(labels))
-    missing = []
-    for i, (label, unit) in enumerate(zip(labels, units)):
-        if label == skip:
-            continue
-        if not unit:
-            missing.append(label)
-            continue
-        s = scale_to_uv(unit)
-        if s is None:
-            raise FileFormatError(
-                f"{source}: channel {label!r} has unit {unit!r}, which is not a voltage mepkit "
-                f"knows (V, mV, uV); pass --unit to say what it is")
-        scales[i] = s
-    if missing:
-        notes.append(f"{source}: no unit in the stream metadata for channel(s) "
-                     f"{', '.join(missing)}; assuming microvolts (override with --unit)")
-    return scales, notes
 
 
 # ---------------------------------------------------------------------- file structure
