@@ -43,7 +43,7 @@ def trials_to_frame(trials: Iterable[Trial], file: str = "", *, live: bool = Fal
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
                       artifact_triggers: bool = False, marker_filter: str | None = None,
                       unit: str | None = None, file: str | None = None, chunk_s: float = 1.0):
-    """Replay a :class:`~mepkit.sources.xdf.Recording` through the Pipeline.
+    """Replay a :class:`~mepkit.sources.recording.Recording` through the Pipeline.
 
     Returns a DataFrame with one row per trial and EMG channel.
     """

@@ -59,7 +59,7 @@ def _kind(path: str) -> str:
 
 
 def load_recording(path: str, options: AnalyzeOptions = AnalyzeOptions()):
-    """Read a file of either kind as a :class:`~mepkit.sources.xdf.Recording`."""
+    """Read a file of either kind as a :class:`~mepkit.sources.recording.Recording`."""
     kind = _kind(path)
     if kind == "xdf":
         from mepkit.sources.xdf import read_xdf
@@ -81,16 +81,17 @@ def analyze_file(path: str | os.PathLike, params: Params | None = None,
     from mepkit.analyze import analyze_recording
 
     path = os.fspath(path)
-    rec = load_recording(path, options)
-    if options.record_params and rec.params is not None:
-        params = rec.params
-    try:
-        return analyze_recording(
-            rec, params, trigger_channel=options.trigger_channel,
-            artifact_triggers=options.artifact_triggers, marker_filter=options.marker_filter,
-            unit=options.unit, file=path if file is None else file)
-    except ValueError as exc:
-        raise MepkitError(f"{path}: {exc}") from None
+    with load_recording(path, options) as rec:
+        if options.record_params and rec.params is not None:
+            params = rec.params
+        try:
+            return analyze_recording(
+                rec, params, trigger_channel=options.trigger_channel,
+                artifact_triggers=options.artifact_triggers,
+                marker_filter=options.marker_filter, unit=options.unit,
+                file=path if file is None else file)
+        except ValueError as exc:
+            raise MepkitError(f"{path}: {exc}") from None
 
 
 def _run_one(path: str, params_json: str, options: AnalyzeOptions) -> FileResult:

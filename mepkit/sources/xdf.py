@@ -12,46 +12,16 @@ import io
 import logging
 import os
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mepkit.errors import FileFormatError, StreamNotFoundError
+from mepkit.sources.recording import Recording
 
-__all__ = ["Recording", "read_xdf"]
+__all__ = ["read_xdf"]
 
 logger = logging.getLogger("mepkit.xdf")
-
-
-@dataclass
-class Recording:
-    """An EMG stream with its pulse markers, ready to replay through a Pipeline."""
-
-    path: str
-    sfreq_hz: float
-    data: np.ndarray  # (n_samples, n_channels), in the stream's own units
-    timestamps: np.ndarray  # (n_samples,), s, EMG clock
-    channel_labels: list[str]
-    units: list[str]
-    marker_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    marker_values: list[str] = field(default_factory=list)
-    emg_stream: dict[str, Any] = field(default_factory=dict)
-    marker_stream: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-    #: Parameters stored with the recording (mepkit records), else None.
-    params: Any = None
-    #: An open file object the data are read from lazily (mepkit records), else None.
-    source: Any = None
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.timestamps[-1] - self.timestamps[0]) if len(self.timestamps) else 0.0
-
-    @property
-    def description(self) -> str:
-        """The source stream's description as stored (XML for XDF)."""
-        return str(self.emg_stream.get("xml", ""))
 
 
 # ---------------------------------------------------------------------- file structure
