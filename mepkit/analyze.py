@@ -77,8 +77,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
         pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
                         scale_to_uv=scales, trigger_channel=trigger_channel,
                         artifact_triggers=artifact_triggers, marker_filter=marker_filter,
-                        buffer_s=max(4.0, 2 * chunk_s))
-        pipe._next_index = next_index
+                        buffer_s=max(4.0, 2 * chunk_s), first_index=next_index)
         if use_markers:
             sel = np.flatnonzero(assigned == k)
             pipe.add_markers(recording.marker_times[sel], [recording.marker_values[i] for i in sel])
@@ -86,7 +85,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
             stop = min(b, start + step)
             trials.extend(pipe.push(data[start:stop], ts[start:stop]))
         trials.extend(pipe.finish())
-        next_index = pipe._next_index
+        next_index = pipe.next_index
     if use_markers:
         lost = np.flatnonzero(assigned < 0)
         if lost.size:

@@ -128,6 +128,8 @@ class Pipeline:
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
         Run the continuous display/background filter and keep ``monitor_rms_uv``.
+    first_index : int
+        Index of the first trial (a recording measured in parts continues the count).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Pipeline:
         marker_filter: str | None = None,
         buffer_s: float = 4.0,
         monitor: bool = False,
+        first_index: int = 0,
     ) -> None:
         self.params = params if params is not None else Params()
         self.sfreq_hz = float(sfreq_hz)
@@ -193,7 +196,7 @@ class Pipeline:
         self.last_time_s = -math.inf
         self._pending: list[_Pending] = []
         self._overflow: list[Trial] = []
-        self._next_index = 0
+        self._next_index = int(first_index)
         self.n_ignored_markers = 0
         self.n_late_triggers = 0
         self.n_gaps = 0
@@ -355,6 +358,11 @@ class Pipeline:
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def next_index(self) -> int:
+        """Index the next trial will get."""
+        return self._next_index
 
     # ------------------------------------------------------------------ internals
     def _detect_ttl(self, trig: np.ndarray, ts: np.ndarray) -> None:

@@ -33,6 +33,6 @@ def shared_xdf() -> Path:
 
 def pytest_sessionstart(session):
     """Compile (or load) every kernel once, before tests start subprocesses that use them."""
-    from mepkit.dsp.warm import compile_all
+    from mepkit.warm import compile_all
 
     compile_all()

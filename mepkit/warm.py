@@ -3,7 +3,7 @@
 The first use of a kernel in a fresh installation compiles it, which takes seconds; a
 live session should not pay that at its first pulse, and several processes started at
 once (a test run, a batch on Dask) should not all compile the same kernels. Run
-``python -m mepkit.dsp.warm`` once after installing; later processes load the cache.
+``python -m mepkit.warm`` once after installing; later processes load the cache.
 """
 
 from __future__ import annotations
