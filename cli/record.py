@@ -120,13 +120,10 @@ def run(args: argparse.Namespace) -> int:
             re.compile(args.marker_filter)
         except re.error as exc:
             raise UserError(f"--marker-filter {args.marker_filter!r} is not a valid regex: {exc}")
-    trig = args.trigger_channel
-    if trig is not None and trig.isdigit():
-        trig = int(trig)
     emg_type = None if (args.emg_type or "").lower() == "any" else args.emg_type
     try:
         session = LiveSession(
-            emg=args.emg, markers=args.markers, trigger_channel=trig, params=params,
+            emg=args.emg, markers=args.markers, trigger_channel=args.trigger_channel, params=params,
             record_path=args.output, subject=args.subject, session=args.session,
             overwrite=args.overwrite, emg_type=emg_type, source_id=args.source_id,
             marker_source_id=args.marker_source_id, unit=args.unit,

@@ -47,20 +47,19 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
 
     Returns a DataFrame with one row per trial and EMG channel.
     """
+    from mepkit.errors import StreamNotFoundError
+    from mepkit.sources.recording import channel_index
     from mepkit.units import channel_scales
 
     params = params if params is not None else Params()
     name = recording.path if file is None else file
     labels = list(recording.channel_labels)
-    if trigger_channel is not None and trigger_channel not in labels:
-        from mepkit.errors import StreamNotFoundError
-
-        raise StreamNotFoundError(
-            f"{recording.path}: trigger channel {trigger_channel!r} not found; channels are "
-            f"{', '.join(labels)}")
-    skip = labels.index(trigger_channel) if trigger_channel is not None else None
+    try:
+        trigger_channel = channel_index(labels, trigger_channel)
+    except ValueError as exc:
+        raise StreamNotFoundError(f"{recording.path}: {exc}") from None
     scales, _, notes = channel_scales(labels, list(recording.units), unit_override=unit,
-                                      source=recording.path, skip=skip)
+                                      source=recording.path, skip=trigger_channel)
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
     data, ts = recording.data, recording.timestamps
@@ -119,7 +118,7 @@ def _assign_markers(times: np.ndarray, ts: np.ndarray, segments) -> np.ndarray:
     return out
 
 
-def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
+def analyze_epochs(data: np.ndarray, sfreq_hz: float, tmin_s: float,
                    channels: Sequence[str] | None = None, *, params: Params | None = None,
                    stim: Sequence[Any] | None = None, file: str = "", **overrides: Any):
     """Measure already-epoched data (pulse at time 0).
@@ -128,9 +127,9 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     ----------
     data : array, shape (n_trials, n_channels, n_samples)
         Epochs in µV.
-    sfreq : float
+    sfreq_hz : float
         Sampling rate in Hz.
-    tmin : float
+    tmin_s : float
         Time of the first sample relative to the pulse, in seconds (e.g. -0.05).
     channels : sequence of str, optional
         Channel names (default ``ch1``, ``ch2``, ...).
@@ -153,6 +152,9 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     from mepkit.dsp.features import FEATURES, measure_epochs, reason_names
     from mepkit.markers import StimInfo, parse_marker
 
+    for old, new in (("sfreq", "sfreq_hz"), ("tmin", "tmin_s")):
+        if old in overrides:
+            raise TypeError(f"analyze_epochs: {old}= is now spelled {new}=")
     p = make_params(params, **overrides)
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 2:
@@ -160,14 +162,14 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     if x.ndim != 3:
         raise ValueError(f"data must have shape (n_trials, n_channels, n_samples), got {np.shape(data)}")
     n_tr, n_ch, n_s = x.shape
-    sfreq = float(sfreq)
-    if not (math.isfinite(sfreq) and sfreq > 0):
-        raise ValueError(f"sfreq must be a positive number, got {sfreq!r}")
+    sfreq_hz = float(sfreq_hz)
+    if not (math.isfinite(sfreq_hz) and sfreq_hz > 0):
+        raise ValueError(f"sfreq_hz must be a positive number, got {sfreq_hz!r}")
     names = [f"ch{i + 1}" for i in range(n_ch)] if channels is None else [str(c) for c in channels]
     if len(names) != n_ch:
         raise ValueError(f"{len(names)} channel names for {n_ch} channels")
-    tmin_ms = float(tmin) * 1000.0
-    tmax_ms = tmin_ms + (n_s - 1) * 1000.0 / sfreq
+    tmin_ms = float(tmin_s) * 1000.0
+    tmax_ms = tmin_ms + (n_s - 1) * 1000.0 / sfreq_hz
     for name, (lo, hi) in (("background_window_ms", p.background_window_ms),
                            ("response_window_ms", p.response_window_ms),
                            ("artifact_window_ms", p.artifact_window_ms)):
@@ -179,7 +181,7 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
             warnings.warn(f"{name} {lo:g}..{hi:g} ms does not fit the epochs "
                           f"({tmin_ms:g}..{tmax_ms:g} ms); shortened to {new[0]:g}..{new[1]:g} ms",
                           stacklevel=2)
-    res = measure_epochs(x, sfreq, p, t0_ms=tmin_ms)
+    res = measure_epochs(x, sfreq_hz, p, tmin_s=float(tmin_s))
     reasons = reason_names(res["reject_code"])
     if stim is None:
         infos = [StimInfo() for _ in range(n_tr)]

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from mepkit.params import Params
+from mepkit.sources.recording import channel_index
 from mepkit.units import channel_scales
 
 __all__ = ["convert_xdf"]
@@ -37,8 +38,7 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
                               artifact_triggers=options.artifact_triggers,
                               marker_filter=options.marker_filter, unit=options.unit,
                               file=os.fspath(record_path))
-    trig = options.trigger_channel
-    skip = rec.channel_labels.index(trig) if trig in rec.channel_labels else None
+    skip = channel_index(rec.channel_labels, options.trigger_channel)
     _, units, _ = channel_scales(rec.channel_labels, rec.units, unit_override=options.unit,
                                  source=xdf_path, skip=skip)
     session = {"source_file": os.path.abspath(xdf_path), **(session or {})}

@@ -24,12 +24,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from mepkit.errors import MepkitError
 from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, Params
+
+if TYPE_CHECKING:
+    from mepkit.pipeline import Trial
 
 __all__ = ["LiveSession", "LiveStatus"]
 
@@ -182,7 +185,7 @@ class LiveSession:
                  record_path: str | os.PathLike | None = None,
                  subject: dict[str, Any] | str | None = None,
                  session: dict[str, Any] | str | None = None, overwrite: bool = False,
-                 on_trial: Callable[[Any], Any] | None = None, emg_type: str | None = "EMG",
+                 on_trial: Callable[["Trial"], Any] | None = None, emg_type: str | None = "EMG",
                  source_id: str | None = None, marker_source_id: str | None = None,
                  unit: str | None = None, marker_filter: str | None = None,
                  artifact_triggers: bool = False, buffer_s: float = 4.0,
@@ -237,7 +240,7 @@ class LiveSession:
         # pending record writes (worker thread only)
         self._raw: list[tuple[np.ndarray, np.ndarray]] = []
         self._rec_markers: list[tuple[float, str]] = []
-        self._rec_trials: list[Any] = []
+        self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._last_flush = self._last_full_gc = 0.0
 
@@ -316,7 +319,7 @@ class LiveSession:
         self._maybe_raise()
 
     # ------------------------------------------------------------------ results
-    def trials(self, timeout: float | None = None) -> Iterator[Any]:
+    def trials(self, timeout: float | None = None) -> Iterator["Trial"]:
         """Yield trials as they are measured.
 
         Ends when no trial came for ``timeout`` seconds (``None``: wait forever) or
@@ -336,7 +339,7 @@ class LiveSession:
                 return
             yield item
 
-    def next_trial(self, timeout: float | None = None) -> Any | None:
+    def next_trial(self, timeout: float | None = None) -> "Trial | None":
         """The next trial, or None after ``timeout`` seconds / when the session ended."""
         for trial in self.trials(timeout=timeout):
             return trial
@@ -392,6 +395,7 @@ class LiveSession:
         from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
         from mepkit.errors import FileFormatError
+        from mepkit.sources.recording import channel_index
         from mepkit.units import channel_scales
 
         info = self._resolve(self._emg_spec, self.source_id, self.emg_type or "EMG")
@@ -403,16 +407,10 @@ class LiveSession:
             minfo = self._resolve(self._marker_spec, self.marker_source_id, "Markers")
             self.marker_inlet = MarkerInlet(minfo)
         # units
-        trig_idx = None
-        if self.trigger_channel is not None:
-            if isinstance(self.trigger_channel, (int, np.integer)):
-                trig_idx = int(self.trigger_channel)
-            elif self.trigger_channel in meta.channel_labels:
-                trig_idx = meta.channel_labels.index(self.trigger_channel)
-            else:
-                raise StreamFormatError(
-                    f"trigger channel {self.trigger_channel!r} is not in stream "
-                    f"{meta.name!r}; its channels are {meta.channel_labels}")
+        try:
+            trig_idx = channel_index(meta.channel_labels, self.trigger_channel)
+        except ValueError as exc:
+            raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
         try:
             scales, units, notes = channel_scales(
                 meta.channel_labels, meta.units, unit_override=self.unit,
@@ -552,7 +550,7 @@ class LiveSession:
             if self.writer is not None:
                 self._rec_events.append((g.start_s, kind, detail))
 
-    def _deliver(self, trials: Sequence[Any], available_s: float) -> None:
+    def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
         # A new inlet first receives the outlet's buffered history: trials measured from

@@ -20,6 +20,7 @@ import numpy as np
 from mepkit.markers import StimInfo, parse_marker
 from mepkit.dsp.features import FEATURES, REASON_NAMES
 from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, TRIAL_COLUMNS, Params
+from mepkit.sources.recording import channel_index
 
 __all__ = ["Pipeline", "Trial", "trial_columns"]
 
@@ -119,7 +120,8 @@ class Pipeline:
     scale_to_uv : float or sequence of float, optional
         Factor per channel that turns incoming values into µV (default 1).
     trigger_channel : str or int, optional
-        A TTL channel in the stream: rising edges are pulses, and it is not measured.
+        A TTL channel in the stream, by label or index: rising edges are pulses, and it is
+        not measured.
     artifact_triggers : bool
         Detect pulses from the stimulus artifact on the EMG channels.
     marker_filter : str, optional
@@ -154,17 +156,7 @@ class Pipeline:
         n_all = len(labels)
         if n_all == 0:
             raise ValueError("the stream has no channels")
-        self._trig_idx: int | None = None
-        if trigger_channel is not None:
-            if isinstance(trigger_channel, (int, np.integer)):
-                if not 0 <= int(trigger_channel) < n_all:
-                    raise ValueError(f"trigger channel index {trigger_channel} out of range 0..{n_all - 1}")
-                self._trig_idx = int(trigger_channel)
-            elif trigger_channel in labels:
-                self._trig_idx = labels.index(trigger_channel)
-            else:
-                raise ValueError(
-                    f"trigger channel {trigger_channel!r} not found; channels are {labels}")
+        self._trig_idx = channel_index(labels, trigger_channel)
         self._emg_idx = np.array([i for i in range(n_all) if i != self._trig_idx], dtype=np.int64)
         if self._emg_idx.size == 0:
             raise ValueError("no EMG channel left besides the trigger channel")
@@ -237,7 +229,7 @@ class Pipeline:
         length = self._length
         d = self._design
         measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
-                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms, design=d)
+                     self.sfreq_hz, self.params, tmin_ms=-self._pre_n * self.dt_ms, design=d)
         # the kernels of a trial measured as its samples arrive
         w, st, xs = self._take_state()
         self._kf.trial_init(-self._pre_n * self.dt_ms, 0, length, d.prm, w, st)
@@ -539,7 +531,7 @@ class Pipeline:
             gap[k] = self._epoch_gap(pend, seg, pend.stim_in_gap)
             last_ts[k] = seg[-1]
             self._release(pend)
-        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, t0_ms=t0,
+        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, tmin_ms=t0,
                            first=first, gap=gap, design=self._design)
         out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"])
         return [self._trial(pend, out, k, float(last_ts[k])) for k, (pend, _) in enumerate(ready)]

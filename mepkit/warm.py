@@ -30,7 +30,7 @@ def compile_all() -> float:
     Pipeline(p, sfreq_hz=5000.0, channel_labels=["a", "t"], trigger_channel="t",
              artifact_triggers=True)
     n = 4000
-    measure_rows(np.zeros((n, 64)), np.zeros(1, dtype=np.int64), n, 20000.0, p, t0_ms=-110.0)
+    measure_rows(np.zeros((n, 64)), np.zeros(1, dtype=np.int64), n, 20000.0, p, tmin_ms=-110.0)
     # exported epochs: trial blocks in parallel (and the serial path for few trials)
     analyze_epochs(np.zeros((64, 2, 1500)), 5000.0, -0.2)
     analyze_epochs(np.zeros((2, 2, 1500)), 5000.0, -0.2)
