@@ -51,10 +51,6 @@ OUTAGE_MIN_S = 0.5
 FULL_GC_INTERVAL_S = 30.0
 
 
-def _raise_in_caller() -> bool:
-    return os.environ.get("MEPKIT_RAISE", "").strip() not in ("", "0", "false", "no")
-
-
 @dataclass
 class LiveStatus:
     """A snapshot of a live session (`LiveSession.status`)."""
@@ -83,6 +79,11 @@ class LiveStatus:
 
 
 _END = object()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (HDF5 messages span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 class _GcHold:
@@ -176,8 +177,10 @@ class LiveSession:
     moment its measurement was done, ``last_sample_s`` the timestamp of the last
     sample the measurement needed.
 
-    Background errors are logged and stop the session; `error` holds the exception
-    and `trials` / `wait` raise it again when the environment variable ``MEPKIT_RAISE=1``.
+    An error in the acquisition thread stops the session (the record is closed, with what
+    was measured) and `error` holds it; like `concurrent.futures`, it is raised again in
+    the caller by `trials`, `next_trial`, `wait`, `run` and at the end of the ``with``
+    block, so a script never ends quietly with partial results.
     """
 
     def __init__(self, emg: Any, markers: Any = None, *,
@@ -289,8 +292,10 @@ class LiveSession:
     def __enter__(self) -> "LiveSession":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.stop()
+        if exc_type is None:  # an exception already on its way is not hidden
+            self._maybe_raise()
 
     @property
     def running(self) -> bool:
@@ -464,16 +469,15 @@ class LiveSession:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - logged, stops the session
             self.error = exc
-            logger.error("live session stopped by an error: %s: %s", type(exc).__name__, exc,
-                         exc_info=not isinstance(exc, MepkitError))
+            logger.error("live session stopped by an error: %s", one_line(exc))
+            logger.debug("the error in the acquisition thread", exc_info=True)
         finally:
             try:
                 self._finish()
             except BaseException as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
-                logger.error("live session: error while closing: %s: %s",
-                             type(exc).__name__, exc)
+                logger.error("live session: error while closing: %s", one_line(exc))
             try:
                 self._close_resources()
             finally:
@@ -639,8 +643,10 @@ class LiveSession:
             try:
                 self.writer.close()
             except Exception as exc:  # noqa: BLE001
-                logger.error("could not close the record %s: %s", self.record_path, exc)
+                logger.error("could not close the record %s: %s", self.record_path,
+                             one_line(exc))
 
     def _maybe_raise(self) -> None:
-        if self.error is not None and _raise_in_caller():
+        """Raise the acquisition thread's error in the caller (once per call site)."""
+        if self.error is not None:
             raise self.error
