@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from mepkit_cli._common import add_param_options, params_from_args
+from mepkit_cli._common import add_param_options, param_options
 
 
 def add_parser(sub) -> None:
@@ -125,15 +125,16 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from mepkit.analysis import hemispheric_excitability
-    from mepkit.batch import AnalyzeOptions, analyze_files
+    from mepkit.batch import analyze_files
     from mepkit.errors import MepkitError
     from mepkit_cli.main import UserError
 
-    params = params_from_args(args)
+    # records are measured with their own parameters unless options say otherwise
+    params, overrides = param_options(args)
     if args.n_boot < 50:
         raise UserError(f"--n-boot must be >= 50, got {args.n_boot}")
-    options = AnalyzeOptions(emg_stream=args.emg_stream, marker_stream=args.marker_stream)
-    results = analyze_files(args.files, params, options)
+    results = analyze_files(args.files, params, emg_stream=args.emg_stream,
+                            marker_stream=args.marker_stream, **overrides)
     failed = [r for r in results if r.error]
     for r in results:
         for w in r.warnings:
