@@ -90,7 +90,7 @@ def measure(sfreq: float, n_epochs: int, seed: int, line_hz: float):
     d = synthesize_onset_epochs(sfreq, n_epochs, seed=seed, line_freq_hz=line_hz)
     out = {}
     for m in ONSET_METHODS:
-        r = measure_epochs(d["epochs"], sfreq, Params(onset_method=m), t0_ms=d["t0_ms"])
+        r = measure_epochs(d["epochs"], sfreq, Params(onset_method=m), tmin_s=d["t0_ms"] / 1000.0)
         lat = r["latency_ms"][:, 0]
         keep = r["detected"][:, 0] & (r["reject_code"][:, 0] == 0)
         out[m] = (lat - d["onset_ms"], r["onset_ambiguous"][:, 0], keep)

@@ -223,7 +223,7 @@ def _sse(design: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum(r * r))
 
 
-def detect_line_freq_epochs(epochs: np.ndarray, sfreq_hz: float, t0_ms, *,
+def detect_line_freq_epochs(epochs: np.ndarray, sfreq_hz: float, tmin_ms, *,
                             stop_ms: float = -2.0) -> float | None:
     """Mains of exported epochs, from the samples of each before ``stop_ms`` (clear of the
     stimulus artifact).
@@ -238,11 +238,11 @@ def detect_line_freq_epochs(epochs: np.ndarray, sfreq_hz: float, t0_ms, *,
     ----------
     epochs : array, shape (n_trials, n_channels, n_samples)
     sfreq_hz : float
-    t0_ms : float or array, shape (n_trials,)
-        Time of sample 0 relative to the stimulus.
+    tmin_ms : float or array, shape (n_trials,)
+        Time of sample 0 relative to the stimulus (ms).
     """
     n_tr, _, n_s = epochs.shape
-    t0 = np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_tr,))
+    t0 = np.broadcast_to(np.asarray(tmin_ms, dtype=np.float64), (n_tr,))
     red = np.zeros(2)
     for k in range(n_tr):
         n_pre = min(n_s, int(math.floor((stop_ms - t0[k]) * sfreq_hz / 1000.0)))

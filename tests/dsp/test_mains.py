@@ -86,7 +86,7 @@ def test_exported_epochs_decide_from_their_pre_stimulus_samples():
     for line_hz, want in ((50.0, 50.0), (60.0, 60.0), (None, None)):
         x = background(line_hz, 20.0, seconds=3.0)
         ep = np.stack([x[k:k + 500, :2].T for k in range(0, 10000, 1000)])  # 100 ms each
-        assert detect_line_freq_epochs(ep, FS, t0_ms=-100.0) == want
+        assert detect_line_freq_epochs(ep, FS, tmin_ms=-100.0) == want
 
 
 def recording(line_hz, *, seed=0, battery_trouble=False):

@@ -44,7 +44,7 @@ def tail(level_at_10ms_uv, tau_ms):
 
 def measure(x, method="threshold", **kw):
     p = Params(onset_method=method, line_freq_hz=None, **kw)
-    r = measure_epochs(np.atleast_2d(x)[:, None, :], FS, p, t0_ms=TMIN_MS)
+    r = measure_epochs(np.atleast_2d(x)[:, None, :], FS, p, tmin_s=TMIN_MS / 1000.0)
     return r["latency_ms"][:, 0], r["onset_ambiguous"][:, 0]
 
 
