@@ -142,7 +142,7 @@ class Pipeline:
     -----
     With ``params.line_freq_hz == "auto"`` the mains frequency is decided from the data
     (:class:`mepkit.dsp.mains.MainsDetector`): 1 s blocks counted from the stream's first
-    sample, judged before any trial that follows them is measured; each trial uses the
+    sample, judged before any trial that follows them starts; each trial uses the
     decision in force at its stimulus sample (before the first decision, the samples of
     the stream up to its stimulus). ``line_freq_hz`` is the decision in force and
     ``mains_decisions`` every decision with its sample index.
@@ -288,8 +288,9 @@ class Pipeline:
         return 0 if self._mains is None else len(self._mains.decisions)
 
     def _update_mains(self) -> None:
-        """Judge every mains block the samples so far complete (before trials are measured,
-        so a trial always finds the decision in force at its stimulus)."""
+        """Judge every mains block the samples so far complete. Called before a trial
+        starts (so it finds the decision in force at its stimulus) and after each chunk's
+        trials are measured; nothing to do (one comparison) between blocks."""
         if self._mains is None:
             return
         while self._mains.next_block_end <= self.n_samples:
@@ -400,13 +401,15 @@ class Pipeline:
             self.last_time_s = float(ts[stop - 1])
             start = stop
             if start < n:
-                self._update_mains()
                 trials = self._complete()
+                self._update_mains()
                 if trials:
                     self._overflow.extend(trials)
-        self._update_mains()
         out = self._overflow + self._complete() if self._overflow else self._complete()
         self._overflow = []
+        # after the trials this chunk completes (a trial about to start judges the blocks
+        # it needs first, in _complete): a block's work does not delay their results
+        self._update_mains()
         return out
 
     def finish(self) -> list[Trial]:
@@ -511,6 +514,7 @@ class Pipeline:
                                    self.capacity / self.sfreq_hz)
                     invalid.append(pend)
                     continue
+                self._update_mains()  # every block before its stimulus is judged
                 self._begin(pend, s0, ts, base, data)
                 if pend.abs0 - base + pend.state[0][self._kf.W_NEED] <= held:
                     # its whole window is here: measured at once with the others that are

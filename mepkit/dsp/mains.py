@@ -40,6 +40,8 @@ BLOCK_S = 1.0
 MIN_SEGMENT_S = 0.25
 #: Channels used (the first ones): mains reaches every lead of an amplifier alike.
 MAX_CHANNELS = 8
+#: Samples are averaged in groups down to at least this rate before the spectrum.
+DECIMATE_HZ = 2500.0
 #: Neighbouring bins on each side of a line (in bins of the segment's spectrum).
 NEIGHBOUR_BINS = (3, 4, 5, 6)
 #: A block votes for a frequency when its ratio is at least RATIO_ON, for none when both
@@ -94,23 +96,32 @@ def line_ratios(x: np.ndarray, sfreq_hz: float) -> tuple[float, float]:
         mains; tens to thousands with it. NaN when the segment is too short or has no
         finite channel.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     if x.ndim == 1:
         x = x[:, None]
-    n = x.shape[0]
-    x = x[:, :MAX_CHANNELS]
-    x = x[:, np.all(np.isfinite(x), axis=0)]
-    if n < 16 or x.shape[1] == 0:
+    # means of k samples (a rate of at least DECIMATE_HZ): lines up to 180 Hz lose < 1 %,
+    # broadband EMG above folds onto the lines and their neighbours alike
+    k = max(1, int(sfreq_hz // DECIMATE_HZ))
+    n = x.shape[0] // k
+    if n < 16:
+        return (math.nan, math.nan)
+    c = min(x.shape[1], MAX_CHANNELS)
+    xc = np.ascontiguousarray(x[:n * k]) if k > 1 else x[:n, :c]
+    y = (xc.reshape(n, k, -1)[:, :, :c].sum(axis=1) / k if k > 1 else xc).T.astype(np.float64)
+    y = y[np.all(np.isfinite(y), axis=1)]  # (ch, n): FFT rows
+    sfreq_hz = sfreq_hz / k
+    if y.shape[0] == 0:
         return (math.nan, math.nan)
     t = np.arange(n) - 0.5 * (n - 1)
-    x = x - x.mean(axis=0)
-    x = x - np.outer(t, (t @ x) / (t @ t))  # a drift would leak into the low bins
-    power = np.abs(np.fft.rfft(x * np.hanning(n)[:, None], axis=0)) ** 2  # (bins, ch)
+    y -= y.mean(axis=1, keepdims=True)
+    y -= np.outer((y @ t) / (t @ t), t)  # a drift would leak into the low bins
+    y *= np.hanning(n)
+    power = (np.abs(np.fft.rfft(y, axis=1)) ** 2).T  # (bins, ch)
     bin_hz = sfreq_hz / n
     out = []
     for base in CANDIDATES_HZ:
-        line = np.zeros(x.shape[1])
-        side = np.zeros(x.shape[1])
+        line = np.zeros(y.shape[0])
+        side = np.zeros(y.shape[0])
         for h in range(1, N_HARMONICS + 1):
             f = h * base
             k = int(round(f / bin_hz))
