@@ -68,6 +68,12 @@ def test_record_end_to_end_matches_ground_truth(tmp_path):
         assert {"available_s", "last_sample_s"} <= set(t.columns)
         assert np.all(t["available_s"] >= t["last_sample_s"] - 1e-3)
         by = trials_by_pulse(rec)
+        # the outlet's 50 Hz mains, found from the data within the first second and stored
+        import json
+
+        mains = [json.loads(d) for d in rec.events.loc[rec.events["kind"] == "mains", "detail"]]
+        assert [(m["sample_index"], m["line_freq_hz"]) for m in mains] == [(5000, 50.0)]
+    assert "mains: 50 Hz (detected)" in res.stderr.splitlines()
     agree = total = 0
     for k, p in enumerate(pulses):
         g = by[k]
