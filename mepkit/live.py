@@ -127,26 +127,40 @@ def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params
     if n_blocks == 0:
         return np.zeros(0)
     y = x[x.shape[0] - n_blocks * block_n:].reshape(n_blocks, block_n).T
-    t = np.arange(block_n) / sfreq_hz
-    dur_s = block_n / sfreq_hz
-    cols = [np.ones(block_n)]
-    if dur_s >= 0.020:
-        cols.append(t - t.mean())
-    f = params.line_freq_hz
-    if f and dur_s * f >= 1.5:
-        for h in range(1, params.line_harmonics + 1):
-            if h * f < sfreq_hz / 2:
-                cols.append(np.cos(2 * np.pi * h * f * t))
-                cols.append(np.sin(2 * np.pi * h * f * t))
-    design = np.stack(cols, axis=1)
+    design, pinv = _block_design(block_n, float(sfreq_hz), params.line_freq_hz,
+                                 params.line_harmonics)
     finite = np.all(np.isfinite(y), axis=0)
     out = np.full(n_blocks, np.nan)
     if np.any(finite):
         yf = y[:, finite]
-        coef, *_ = np.linalg.lstsq(design, yf, rcond=None)
-        r = yf - design @ coef
+        r = yf - design @ (pinv @ yf)
         out[finite] = np.sqrt(np.mean(r * r, axis=0))
     return out
+
+
+_DESIGNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _block_design(block_n: int, sfreq_hz: float, line_freq_hz: float | None,
+                  harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+    """Regressors of one block and their pseudo-inverse (cached: a gate asks often)."""
+    key = (block_n, sfreq_hz, line_freq_hz, harmonics)
+    got = _DESIGNS.get(key)
+    if got is None:
+        t = np.arange(block_n) / sfreq_hz
+        dur_s = block_n / sfreq_hz
+        cols = [np.ones(block_n)]
+        if dur_s >= 0.020:
+            cols.append(t - t.mean())
+        f = line_freq_hz
+        if f and dur_s * f >= 1.5:
+            for h in range(1, harmonics + 1):
+                if h * f < sfreq_hz / 2:
+                    cols.append(np.cos(2 * np.pi * h * f * t))
+                    cols.append(np.sin(2 * np.pi * h * f * t))
+        design = np.stack(cols, axis=1)
+        got = _DESIGNS[key] = (design, np.linalg.pinv(design))
+    return got
 
 
 _END = object()
