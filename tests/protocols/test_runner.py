@@ -320,3 +320,38 @@ def test_bad_runner_options(rig):
     with pytest.raises(TypeError, match="Protocol"):
         ClosedLoopRunner(session, stim, object())
     assert not amp.pulses and not math.isnan(session.now_s())
+
+
+def test_manual_stimulator_intensity_actually_used_is_what_counts(tmp_path):
+    """The operator sets 52 %MSO where 50 was asked: the protocol observes 52, the step
+    keeps both. (Nothing fires the virtual subject, so no trial comes.)"""
+    import io
+
+    import pylsl
+
+    from mepkit.sim.stimulator import ManualStimulator
+
+    sid = f"runner-{uuid.uuid4().hex[:10]}"
+    amp = SimulatedAmplifier(channels=CHANNELS, name=f"runner-emg-{sid[-6:]}", source_id=sid)
+    info = pylsl.StreamInfo(f"silent-{sid}", "Markers", 1, pylsl.IRREGULAR_RATE,
+                            pylsl.cf_string, f"silent-{sid}")
+    outlet = pylsl.StreamOutlet(info)
+    prompts = io.StringIO()
+    answers = iter(["52", "q"])
+    try:
+        with LiveSession(emg=amp.name, markers=f"silent-{sid}", source_id=sid,
+                         marker_source_id=f"silent-{sid}",
+                         record_path=tmp_path / "m.h5") as session:
+            stim = ManualStimulator(input_fn=lambda: next(answers), prompt_stream=prompts)
+            result = ClosedLoopRunner(session, stim, Fixed([50.0]), hemisphere="right",
+                                      trial_timeout_s=0.2, **fast()).run()
+    finally:
+        amp.stop()
+        del outlet
+    assert result.reason == "stimulator: operator aborted: pulse not fired"
+    assert "Set 50 %MSO, right hemisphere" in prompts.getvalue()
+    (step,) = result.steps
+    assert step["proposed_intensity_pct_mso"] == 50.0 and step["intensity_pct_mso"] == 52.0
+    assert step["hemisphere"] == "right" and step["rejected"]
+    with open_record(tmp_path / "m.h5") as rec:
+        assert rec.protocol_steps[0].data["intensity_pct_mso"] == 52.0
