@@ -117,11 +117,15 @@ def _describe_estimate(estimate: Any) -> str:
 
 
 def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any],
-                    command: str, active: bool = False) -> int:
+                    command: str, active: bool = False,
+                    describe: Callable[[Any], str] | None = None) -> int:
     """Start the streams (or the virtual subject), run the protocol live, report.
 
-    ``make_protocol(params)`` builds the protocol once the parameters are known.
+    ``make_protocol(params)`` builds the protocol once the parameters are known;
+    ``describe(estimate)`` gives the one-line summary (default: the estimate's
+    ``message``, else its scalar fields).
     """
+    describe = describe or _describe_estimate
     import signal
 
     from mepkit.errors import MepkitError
@@ -221,7 +225,7 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             flag = ("rejected: " + (row["reject_reason"] or row["note"])) if not row["counted"] \
                 else ""
             try:
-                est = _describe_estimate(proto.estimate)
+                est = describe(proto.estimate)
             except ProtocolError:
                 est = "no estimate yet"
             print(f"pulse {row['step'] + 1:3d}  t {row['pulse_time_s'] - t0:7.1f} s  "
@@ -254,7 +258,17 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             stimulator.close()
         if amp is not None:
             amp.stop()
-    print(f"\n{protocol.name}: {_describe_estimate(result.estimate)}")
+    print(f"\n{protocol.name}: {describe(result.estimate)}")
+    levels = getattr(result.estimate, "levels", None)
+    if levels:  # a recruitment curve: one line per level
+        print(f"{'%MSO':>6} {'% RMT':>10} {'n':>3} {'rej':>4} {'median µV':>10} "
+              f"{'mean µV':>9} {'MEPs':>5}")
+        for lv in levels:
+            pct = "/".join(f"{p:g}" for p in lv.pct_rmt)
+            med = "-" if lv.n == 0 else f"{lv.median_uv:.0f}"
+            mean = "-" if lv.n == 0 else f"{lv.mean_uv:.0f}"
+            print(f"{lv.intensity_pct_mso:>6g} {pct:>10} {lv.n:>3} {lv.n_rejected:>4} "
+                  f"{med:>10} {mean:>9} {lv.n_meps:>5}")
     print(f"{len(result.steps)} pulses ({sum(bool(s['counted']) for s in result.steps)} counted); "
           f"{'finished' if result.reason == 'done' else 'stopped: ' + result.reason}")
     print(f"record: {args.output}" + ("" if result.saved else " (incomplete: see the errors)"))

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mepkit.errors import MepkitError
-from mepkit.protocols.base import Protocol, ProtocolError, Stimulus
+from mepkit.protocols.base import Protocol, ProtocolError, Step, Stimulus
 
 __all__ = ["ClosedLoopRunner", "RunResult", "run_protocol", "MIN_INTERVAL_S", "JITTER",
            "RELAX_S", "TRIAL_TIMEOUT_S", "MATCH_WINDOW_S", "STREAM_TIMEOUT_S"]
@@ -387,9 +387,14 @@ class ClosedLoopRunner:
             idx, bg = int(trial.index), float(trial.background_rms_uv[c])
             rejected = bool(reason)
             note = note or (f"rejected: {reason}" if rejected else "")
-        step = self.protocol.observe_stimulus(fired, amp, rejected=rejected)
+        refused = None
+        try:
+            step = self.protocol.observe_stimulus(fired, amp, rejected=rejected)
+        except ProtocolError as exc:  # e.g. an operator set an intensity it cannot use
+            refused = f"the protocol refused this trial: {exc}"
+            step = Step(len(self.protocol.steps), fired, amp, rejected, False, refused)
         prev = self.pulses[-2].time_s if len(self.pulses) >= 2 else math.nan
-        row = {**step.as_dict(), "note": note or step.note,
+        row = {**step.as_dict(), "note": refused or note or step.note,
                "proposed_intensity_pct_mso": float(stim.intensity_pct_mso),
                "pulse_time_s": t_emg, "interval_s": float(pulse.time_s) - prev,
                "trial": idx, "channel": self._channel_name, "reject_reason": reason,
@@ -405,6 +410,8 @@ class ClosedLoopRunner:
                 raise _Stop(f"could not store step {step.index}: {exc}") from None
         if self.on_step is not None:
             self.on_step(row, self.protocol)
+        if refused is not None:
+            raise _Stop(refused)
 
     def _finish(self, reason: str, error: bool, interrupted: bool) -> RunResult:
         try:

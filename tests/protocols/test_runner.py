@@ -322,9 +322,23 @@ def test_bad_runner_options(rig):
     assert not amp.pulses and not math.isnan(session.now_s())
 
 
-def test_manual_stimulator_intensity_actually_used_is_what_counts(tmp_path):
+class Strict(Fixed):
+    """Refuses any trial not at the intensity it asked for (as a recruitment schedule)."""
+
+    name = "strict"
+
+    def observe_stimulus(self, stimulus, amplitude_uv, *, rejected=False):
+        if stimulus.intensity_pct_mso != self.todo[0]:
+            raise ProtocolError(f"asked for {self.todo[0]:g} %MSO, got "
+                                f"{stimulus.intensity_pct_mso:g}")
+        return super().observe_stimulus(stimulus, amplitude_uv, rejected=rejected)
+
+
+@pytest.mark.parametrize("protocol", [Fixed, Strict])
+def test_manual_stimulator_intensity_actually_used_is_what_counts(tmp_path, protocol):
     """The operator sets 52 %MSO where 50 was asked: the protocol observes 52, the step
-    keeps both. (Nothing fires the virtual subject, so no trial comes.)"""
+    keeps both; a protocol that cannot use it ends the run, the step still stored.
+    (Nothing fires the virtual subject, so no trial comes.)"""
     import io
 
     import pylsl
@@ -343,12 +357,17 @@ def test_manual_stimulator_intensity_actually_used_is_what_counts(tmp_path):
                          marker_source_id=f"silent-{sid}",
                          record_path=tmp_path / "m.h5") as session:
             stim = ManualStimulator(input_fn=lambda: next(answers), prompt_stream=prompts)
-            result = ClosedLoopRunner(session, stim, Fixed([50.0]), hemisphere="right",
+            result = ClosedLoopRunner(session, stim, protocol([50.0]), hemisphere="right",
                                       trial_timeout_s=0.2, **fast()).run()
     finally:
         amp.stop()
         del outlet
-    assert result.reason == "stimulator: operator aborted: pulse not fired"
+    if protocol is Strict:
+        assert result.reason == ("the protocol refused this trial: asked for 50 %MSO, "
+                                 "got 52") and result.error
+        assert result.steps[0]["note"] == result.reason and not result.steps[0]["counted"]
+    else:
+        assert result.reason == "stimulator: operator aborted: pulse not fired"
     assert "Set 50 %MSO, right hemisphere" in prompts.getvalue()
     (step,) = result.steps
     assert step["proposed_intensity_pct_mso"] == 50.0 and step["intensity_pct_mso"] == 52.0
