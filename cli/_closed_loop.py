@@ -273,7 +273,9 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
           f"{'finished' if result.reason == 'done' else 'stopped: ' + result.reason}")
     print(f"record: {args.output}" + ("" if result.saved else " (incomplete: see the errors)"))
     if session.error is not None:
-        print(f"mepkit {command}: error: the live session failed: {session.error}",
+        from mepkit.live import one_line
+
+        print(f"mepkit {command}: error: the live session failed: {one_line(session.error)}",
               file=sys.stderr)
         return 1
     if result.interrupted:

@@ -12,7 +12,7 @@ from mepkit.params import TRIAL_COLUMNS, Params
 
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
-    "analyze_file", "read_xdf", "open_record", "__version__",
+    "analyze_file", "read_xdf", "open_record", "LiveSession", "__version__",
 ]
 
 try:
@@ -30,6 +30,7 @@ _LAZY = {
     "analyze_file": "mepkit.batch",
     "read_xdf": "mepkit.sources.xdf",
     "open_record": "mepkit.records",
+    "LiveSession": "mepkit.live",
 }
 
 

@@ -283,9 +283,7 @@ class ClosedLoopRunner:
                 raise _Stop(self._stop_reason, error=False)
         s = self.session
         if not s.running:
-            err = s.error
-            raise _Stop("live session stopped" + (f": {type(err).__name__}: {err}"
-                                                  if err is not None else ""))
+            raise _Stop(_session_stopped(s))
 
     def _wait_to_fire(self, earliest_local: float) -> dict[str, Any]:
         """Block until the spacing and the gate allow a pulse; returns what the gate saw."""
@@ -361,7 +359,12 @@ class ClosedLoopRunner:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            trial = s.next_trial(timeout=min(left, 0.1))
+            try:
+                trial = s.next_trial(timeout=min(left, 0.1))
+            except Exception as exc:  # noqa: BLE001 - the session's own error, raised here
+                if exc is not s.error:
+                    raise
+                raise _Stop(_session_stopped(s)) from None
             if trial is None:
                 self._check_running()
                 continue
@@ -435,6 +438,13 @@ class ClosedLoopRunner:
             log = logger.warning if error else logger.info
             log("%s: run ended after %d pulses: %s", self.protocol.name, len(self.steps), reason)
         return result
+
+
+def _session_stopped(session: Any) -> str:
+    from mepkit.live import one_line
+
+    err = session.error
+    return "live session stopped" + (f": {one_line(err)}" if err is not None else "")
 
 
 def run_protocol(session: Any, stimulator: Any, protocol: Protocol, **options: Any) -> RunResult:
