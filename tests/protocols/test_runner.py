@@ -374,3 +374,32 @@ def test_manual_stimulator_intensity_actually_used_is_what_counts(tmp_path, prot
     assert step["hemisphere"] == "right" and step["rejected"]
     with open_record(tmp_path / "m.h5") as rec:
         assert rec.protocol_steps[0].data["intensity_pct_mso"] == 52.0
+
+
+def test_a_session_that_fails_stops_the_run(tmp_path):
+    """An error in the acquisition thread (here: the on_trial callback) ends the session
+    and closes its record; the run stops cleanly, saying so, with the steps stored before."""
+    sid = f"runner-{uuid.uuid4().hex[:10]}"
+    amp = SimulatedAmplifier(channels=CHANNELS, name=f"runner-emg-{sid[-6:]}", source_id=sid)
+
+    def on_trial(trial):
+        if trial.index == 1:
+            raise RuntimeError("display crashed")
+
+    session = LiveSession(emg=amp.name, markers=amp.marker_name, source_id=sid,
+                          marker_source_id=amp.marker_source_id, on_trial=on_trial,
+                          record_path=tmp_path / "f.h5")
+    try:
+        session.start()
+        result = ClosedLoopRunner(session, SimulatedStimulator(amp), Fixed([60, 61, 62]),
+                                  **fast()).run()
+    finally:
+        session.stop()
+        amp.stop()
+    assert result.error and not result.complete
+    assert result.reason in ("live session stopped: RuntimeError: display crashed",
+                             "could not store step 1: append_protocol_step: the record "
+                             f"{tmp_path / 'f.h5'} is already closed (the session stopped)")
+    assert not result.saved or len(result.steps) == 1
+    with open_record(tmp_path / "f.h5") as rec:
+        assert [s.data["intensity_pct_mso"] for s in rec.protocol_steps][:1] == [60.0]
