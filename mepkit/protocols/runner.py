@@ -257,7 +257,9 @@ class ClosedLoopRunner:
                 pulse = self._fire(stim)
                 last_pulse_local = float(pulse.time_s)
                 in_flight = (stim, pulse, gate_info)
+                t_fired = time.monotonic()
                 trial = self._wait_for_trial(pulse)
+                gate_info = {**gate_info, "trial_wait_s": time.monotonic() - t_fired}
                 in_flight = None
                 self._observe(stim, pulse, gate_info, trial, "")
         except _Stop as stop:
