@@ -243,7 +243,7 @@ class ClosedLoopRunner:
         self._n_blocks = max(1, int(math.ceil(self.relax_s / self._block_s - 1e-9)))
         self._saved = True
         reason, error, interrupted = "done", False, False
-        in_flight: tuple[Stimulus, Any, float] | None = None
+        in_flight: tuple[Stimulus, Any, dict[str, Any]] | None = None
         last_pulse_local: float | None = None
         try:
             while not self.protocol.done:
