@@ -12,7 +12,8 @@ from mepkit.params import TRIAL_COLUMNS, Params
 
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
-    "analyze_file", "read_xdf", "open_record", "LiveSession", "__version__",
+    "analyze_file", "read_xdf", "open_record", "LiveSession", "make_hunter",
+    "RecruitmentProtocol", "__version__",
 ]
 
 try:
@@ -31,6 +32,8 @@ _LAZY = {
     "read_xdf": "mepkit.sources.xdf",
     "open_record": "mepkit.records",
     "LiveSession": "mepkit.live",
+    "make_hunter": "mepkit.protocols.threshold",
+    "RecruitmentProtocol": "mepkit.protocols.recruitment",
 }
 
 
