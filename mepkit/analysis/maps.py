@@ -16,7 +16,8 @@ Definitions, defaults and their sources are in docs/methods.md ("Motor maps"). I
 * **centre of gravity** ``cog_mm``: the amplitude-weighted mean position of all sites,
   ``sum(a_i * x_i) / sum(a_i)`` (Wassermann et al. 1992);
 * **hotspot**: the site with the largest mean amplitude;
-* **bootstrap** percentile intervals, trials resampled within sites (seeded).
+* **bootstrap** intervals, trials resampled within sites (seeded), the bootstrap
+  standard error with a Welch-Satterthwaite t quantile by default.
 
 Absent MEPs are a result, not an error: a map with no MEPs has area 0, volume 0 and
 an undefined (NaN) CoG and hotspot, and says so in ``notes``.
@@ -35,7 +36,8 @@ from mepkit.errors import UsageError
 
 __all__ = [
     "MapError", "MapMetrics", "MapComparison", "map_metrics", "map_metrics_from_table",
-    "map_metrics_from_record", "compare_maps", "RESPONSIVE_UV", "CI_LEVEL", "N_BOOT",
+    "map_metrics_from_record", "compare_maps", "RESPONSIVE_UV", "RESPONSIVE_FRACTION",
+    "CI_LEVEL", "N_BOOT",
     "LATTICE_MM",
 ]
 
@@ -82,7 +84,8 @@ class MapMetrics:
         ``(x, y)`` or ``(x, y, z)``; NaN when no site has an MEP.
     hotspot_mm : tuple, hotspot_site : str, hotspot_uv : float
     ci : dict
-        Metric name -> (low, high) bootstrap percentile interval at ``ci_level``.
+        Metric name (``cog_x_mm``, ``cog_y_mm``, ``area_mm2``, ``volume_uv``,
+        ``volume_uv_mm2``) -> (low, high) bootstrap interval at ``ci_level``.
     image : dict or None
         ``x_mm`` (nx,), ``y_mm`` (ny,), ``amplitude_uv`` (ny, nx) for figures.
     options : dict
@@ -258,11 +261,34 @@ def _regular_image(grid: Grid, site_ids: np.ndarray, mean_uv: np.ndarray) -> dic
     return {"x_mm": xs, "y_mm": ys, "amplitude_uv": img}
 
 
-def _percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
+def _welch_df(grad: np.ndarray, var: np.ndarray, count: np.ndarray) -> float:
+    """Welch-Satterthwaite degrees of freedom of sum_i grad_i * mean_i (site means)."""
+    ok = count >= 2
+    v = (grad[ok] ** 2) * var[ok] / count[ok]
+    den = float(np.sum(v * v / (count[ok] - 1.0)))
+    return float(np.sum(v)) ** 2 / den if den > 0 else math.inf
+
+
+def _bootstrap_ci(samples: np.ndarray, estimate: float, level: float, how: str,
+                  df: float = math.inf) -> tuple[float, float]:
     s = samples[np.isfinite(samples)]
-    if s.size < max(10, 0.5 * samples.size):
+    if s.size < max(10, 0.5 * samples.size) or not math.isfinite(estimate):
         return (math.nan, math.nan)
     a = (1.0 - level) / 2.0
+    if how == "t":
+        # bootstrap standard error with a Student t quantile whose degrees of freedom come
+        # from the per-site variances (Welch-Satterthwaite): with 5 pulses per site the
+        # standard error itself is uncertain, and a normal quantile under-covers
+        from scipy.stats import t as student_t
+
+        q = float(student_t.ppf(1.0 - a, df)) if math.isfinite(df) else 1.959963984540054
+        h = q * float(np.std(s, ddof=1))
+        return (estimate - h, estimate + h)
+    if how == "normal":
+        from scipy.stats import norm
+
+        h = float(norm.ppf(1.0 - a)) * float(np.std(s, ddof=1))
+        return (estimate - h, estimate + h)
     lo, hi = np.quantile(s, [a, 1.0 - a])
     return (float(lo), float(hi))
 
@@ -288,6 +314,7 @@ def map_metrics(
     missing_position: str = "raise",
     n_boot: int = N_BOOT,
     ci_level: float = CI_LEVEL,
+    ci_method: str = "t",
     seed: int = 0,
 ) -> MapMetrics:
     """Motor-map metrics from trial-level positions and amplitudes.
@@ -328,6 +355,12 @@ def map_metrics(
     n_boot : int
         Bootstrap resamples (0: no intervals).
     ci_level : float
+    ci_method : {'t', 'percentile', 'normal'}
+        ``'t'``: bootstrap standard error times a Student t quantile with
+        Welch-Satterthwaite degrees of freedom from the per-site variances (CoG, volume;
+        area uses percentiles); ``'percentile'``; ``'normal'``: standard error times a
+        normal quantile. With 5 pulses per site only ``'t'`` reaches the nominal
+        coverage (tests/mapping).
     seed : int
         Seed of the bootstrap.
 
@@ -365,6 +398,8 @@ def map_metrics(
         raise MapError(f"responsive must be 'mean' or 'fraction', got {responsive!r}")
     if missing_position not in ("raise", "exclude"):
         raise MapError(f"missing_position must be 'raise' or 'exclude', got {missing_position!r}")
+    if ci_method not in ("t", "percentile", "normal"):
+        raise MapError(f"ci_method must be 't', 'percentile' or 'normal', got {ci_method!r}")
     if not 0.0 < ci_level < 1.0:
         raise MapError(f"ci_level must be within (0, 1), got {ci_level!r}")
     g = None if grid is None else parse_grid(grid)
@@ -545,8 +580,12 @@ def map_metrics(
                 st_t = starts[site[order]]
                 u = rng.random((n_boot, len(a)))
                 pick = order[st_t + np.floor(u * cnt_t).astype(int)]
-                bs_amp = a[pick]
                 bs_site = site[pick]
+                # resampled deviations from the site mean, inflated by sqrt(n / (n - 1)) so
+                # each resampled site mean has the unbiased variance (Davison & Hinkley 1997,
+                # sec. 3.2-3.3); plain resampling of 5 pulses per site under-covers
+                c = mean_uv[bs_site]
+                bs_amp = c + np.sqrt(count[bs_site] / (count[bs_site] - 1.0)) * (a[pick] - c)
             else:
                 notes.append("bootstrap resamples trials as cases (some sites have one trial)")
                 pick = rng.integers(0, len(a), (n_boot, len(a)))
@@ -592,10 +631,21 @@ def map_metrics(
                     on = vals >= responsive_uv
                     areab[b] = on.sum() * itb.lattice_mm ** 2
                     volb2[b] = vals[on].sum() * itb.lattice_mm ** 2
-            ci = {"cog_x_mm": _percentile_ci(cx, ci_level), "cog_y_mm": _percentile_ci(cy, ci_level),
-                  "area_mm2": _percentile_ci(areab.astype(float), ci_level),
-                  "volume_uv": _percentile_ci(volb, ci_level),
-                  "volume_uv_mm2": _percentile_ci(volb2, ci_level)}
+            var_s = np.bincount(site, weights=(a - mean_uv[site]) ** 2, minlength=n_sites)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                var_s = var_s / (count - 1.0)
+            wsum0 = float(np.sum(mean_uv))
+            dfx = _welch_df((sx - cog[0]) / wsum0, var_s, count) if wsum0 > 0 else math.inf
+            dfy = _welch_df((sy - cog[1]) / wsum0, var_s, count) if wsum0 > 0 else math.inf
+            dfv = _welch_df(resp.astype(float), var_s, count)
+            how_area = "percentile" if ci_method == "t" else ci_method
+            ci = {k: _bootstrap_ci(np.asarray(v, float), est, ci_level, hw, df)
+                  for k, v, est, hw, df in (
+                      ("cog_x_mm", cx, cog[0], ci_method, dfx),
+                      ("cog_y_mm", cy, cog[1], ci_method, dfy),
+                      ("area_mm2", areab, area, how_area, math.inf),
+                      ("volume_uv", volb, vol_uv, ci_method, dfv),
+                      ("volume_uv_mm2", volb2, vol_mm2, how_area, math.inf))}
     options = {"method": meth, "responsive": responsive, "responsive_uv": float(responsive_uv),
                "responsive_fraction": float(responsive_fraction), "cell_mm": float(cell),
                "lattice_mm": float(lattice_mm), "n_boot": n_boot, "ci_level": float(ci_level),
