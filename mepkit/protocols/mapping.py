@@ -361,8 +361,8 @@ class HotspotSearch(_SpatialMixin, Protocol):
                  n_initial: int = 5, kappa: float = 2.0, step_mm: float = 1.0,
                  floor_uv: float = 10.0, mep_uv: float = 50.0,
                  length_mm: tuple[float, ...] = (5.0, 7.0, 10.0, 14.0),
-                 signal_sd: tuple[float, ...] = (1.0, 2.0, 3.0),
-                 noise_sd: tuple[float, ...] = (0.4, 0.6, 0.9),
+                 signal_sd: tuple[float, ...] = (1.5, 3.0),
+                 noise_sd: tuple[float, ...] = (0.6,),
                  adapt_intensity: bool = True, intensity_step_pct_mso: float = 5.0,
                  max_intensity_pct_mso: float = 100.0, n_draws: int = 200,
                  hemisphere: str = "", seed: int = 0) -> None:
