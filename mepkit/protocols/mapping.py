@@ -358,7 +358,7 @@ class HotspotSearch(_SpatialMixin, Protocol):
 
     def __init__(self, bounds_mm: Any, *, intensity_pct_mso: float = 50.0,
                  max_pulses: int = 20, min_pulses: int = 12, target_mm: float = 1.5,
-                 n_initial: int = 5, kappa: float = 2.0, step_mm: float = 1.0,
+                 n_initial: int = 9, kappa: float = 2.0, step_mm: float = 1.0,
                  floor_uv: float = 10.0, mep_uv: float = 50.0,
                  length_mm: tuple[float, ...] = (5.0, 7.0, 10.0, 14.0),
                  signal_sd: tuple[float, ...] = (1.5, 3.0),
@@ -538,7 +538,8 @@ def make_hotspot_search(bounds_mm: Any = ((-20.0, 20.0), (-20.0, 20.0)),
         Stop at ``max_pulses`` (default 20); stop earlier, after ``min_pulses``
         (12), once ``uncertainty_mm`` <= ``target_mm`` (1.5 mm).
     n_initial : {1, 5, 9}
-        Opening design: centre, quincunx over the bounds (default), or 3 × 3.
+        Opening design: the centre, a quincunx, or a 3 × 3 lattice two thirds of the way
+        out (default 9: with 5 a narrow map between the points was sometimes missed).
     kappa : float
         UCB exploration weight: next position = argmax(mean + kappa * sd) of the GP on
         log amplitude (Srinivas et al. 2010; default 2).
