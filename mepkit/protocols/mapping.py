@@ -501,8 +501,8 @@ class HotspotSearch(_SpatialMixin, Protocol):
         i = int(np.argmax(mu))
         hx, hy = float(self._cand[i, 0]), float(self._cand[i, 1])
         # posterior draws on a local lattice: where do their maxima fall?
-        r = 6.0
-        loc = self._cand[(np.abs(self._cand[:, 0] - hx) <= r) & (np.abs(self._cand[:, 1] - hy) <= r)]
+        r = 6.0  # mm: the disc where the maxima of plausible maps fall once an MEP is seen
+        loc = self._cand[np.hypot(self._cand[:, 0] - hx, self._cand[:, 1] - hy) <= r]
         m, C = self._gp.predict(loc, full_cov=True)
         rng = np.random.default_rng([self.seed, self.n_pulses])
         try:
