@@ -231,14 +231,40 @@ class _Interp:
         self.gy = np.arange(y0, y1 + 1) * lattice_mm
         X, Y = np.meshgrid(self.gx, self.gy)
         q = np.column_stack([X.ravel(), Y.ravel()])
-        simplex = tri.find_simplex(q, tol=1e-9)
+        # barycentric coordinates of every lattice point in every triangle, in plain numpy
+        # (Delaunay.find_simplex computes its transforms with LAPACK, which stalls for
+        # hundreds of ms when BLAS threads compete on a busy machine); lattice points on
+        # a triangle's edge (within 1e-9) count as inside
+        simp = tri.simplices
+        P = pts[simp]                                    # (m, 3, 2)
+        o = P[:, 0, :]
+        v0, v1 = P[:, 1, :] - o, P[:, 2, :] - o
+        det = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        ok = np.abs(det) > 1e-12
+        simp, o, v0, v1, det = simp[ok], o[ok], v0[ok], v1[ok], det[ok]
+        n = q.shape[0]
+        simplex = np.full(n, -1)
+        bary_all = np.zeros((n, 3))
+        block = max(1, 2_000_000 // max(len(simp), 1))
+        for s0 in range(0, n, block):
+            qq = q[s0:s0 + block]
+            dx = qq[None, :, 0] - o[:, None, 0]
+            dy = qq[None, :, 1] - o[:, None, 1]
+            l1 = (dx * v1[:, None, 1] - v1[:, None, 0] * dy) / det[:, None]
+            l2 = (v0[:, None, 0] * dy - dx * v0[:, None, 1]) / det[:, None]
+            l0 = 1.0 - l1 - l2
+            hit = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
+            first = np.argmax(hit, axis=0)
+            found = hit[first, np.arange(qq.shape[0])]
+            cols = np.arange(qq.shape[0])
+            simplex[s0:s0 + block] = np.where(found, first, -1)
+            bary_all[s0:s0 + block] = np.column_stack([l0[first, cols], l1[first, cols],
+                                                       l2[first, cols]])
         inside = simplex >= 0
         self.inside = inside.reshape(X.shape)
         s = simplex[inside]
-        T = tri.transform[s]
-        b = np.einsum("nij,nj->ni", T[:, :2], q[inside] - T[:, 2])
-        bary = np.column_stack([b, 1.0 - b.sum(axis=1)])
-        self.vertices = tri.simplices[s]          # (n_in, 3)
+        bary = bary_all[inside]
+        self.vertices = simp[s]                   # (n_in, 3)
         self.bary = bary                          # (n_in, 3)
         self.lattice_mm = lattice_mm
 
@@ -507,6 +533,8 @@ def map_metrics(
     resp = _is_responsive(mean_uv, frac, responsive, responsive_uv, responsive_fraction)
 
     interp = None
+    # interpolated values equal to the criterion may come out a rounding error below it
+    lattice_uv = responsive_uv - 1e-9 * max(1.0, abs(responsive_uv))
     if meth == "interpolated":
         interp = _Interp(sx, sy, float(lattice_mm))
     elif not (math.isfinite(cell) and cell > 0):
@@ -521,7 +549,7 @@ def map_metrics(
             vol_mm2 = vol_uv * cell * cell
         else:
             vals = interp.values(mean_v)
-            on = vals >= responsive_uv
+            on = vals >= lattice_uv
             area = float(np.count_nonzero(on)) * interp.lattice_mm ** 2
             vol_mm2 = float(np.sum(vals[on])) * interp.lattice_mm ** 2
         return area, vol_uv, vol_mm2
@@ -549,7 +577,7 @@ def map_metrics(
     if interp is not None:
         image = {"x_mm": interp.gx, "y_mm": interp.gy, "amplitude_uv": interp.image(mean_uv)}
         on = np.zeros(interp.inside.shape, bool)
-        on[interp.inside] = interp.values(mean_uv) >= responsive_uv
+        on[interp.inside] = interp.values(mean_uv) >= lattice_uv
         Y, X = np.nonzero(on)
         cells = (interp.gx[X], interp.gy[Y], interp.lattice_mm)
     else:
@@ -613,7 +641,7 @@ def map_metrics(
                 volb2 = volb * cell * cell
             elif stratified:
                 vals = interp.values(m0)
-                on = vals >= responsive_uv
+                on = vals >= lattice_uv
                 areab = on.sum(axis=1) * interp.lattice_mm ** 2
                 volb2 = np.where(on, vals, 0.0).sum(axis=1) * interp.lattice_mm ** 2
             else:
@@ -628,7 +656,7 @@ def map_metrics(
                     except MapError:
                         continue
                     vals = itb.values(m0[b, pr])
-                    on = vals >= responsive_uv
+                    on = vals >= lattice_uv
                     areab[b] = on.sum() * itb.lattice_mm ** 2
                     volb2[b] = vals[on].sum() * itb.lattice_mm ** 2
             var_s = np.bincount(site, weights=(a - mean_uv[site]) ** 2, minlength=n_sites)
