@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # numba compiles each kernel once per installation (about 40 s on 2 cores) and caches it;
 # doing it here means no test subprocess or live session compiles on its own.
 kernels: $(STAMP)
-	$(PY) -m mepkit.dsp.warm
+	$(PY) -m mepkit.warm
 
 demo: kernels
 	$(PY) -m mepkit_cli.main demo

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     t_np = timeit(lambda: numpy_features(ep, args.sfreq, tmin_s * 1000, p))
     from mepkit.dsp.features import measure_epochs
 
-    t_kernel = timeit(lambda: measure_epochs(ep, args.sfreq, p, t0_ms=tmin_s * 1000))
+    t_kernel = timeit(lambda: measure_epochs(ep, args.sfreq, p, tmin_s=tmin_s))
     import numba
 
     n_threads = numba.get_num_threads()

@@ -23,12 +23,24 @@ def add_param_options(p: argparse.ArgumentParser) -> None:
 
 def params_from_args(args: argparse.Namespace):
     """Build Params from ``--params`` plus the single-field options."""
+    from mepkit.params import Params
+    from mepkit_cli.main import UserError
+
+    base, changes = param_options(args)
+    try:
+        return (base or Params()).replace(**changes) if changes else (base or Params())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def param_options(args: argparse.Namespace):
+    """``(Params from --params or None, {field: value} of the single-field options)``."""
     import json
 
     from mepkit.params import Params
     from mepkit_cli.main import UserError
 
-    base = Params()
+    base = None
     if getattr(args, "params", None):
         try:
             with open(args.params, encoding="utf-8") as f:
@@ -51,15 +63,16 @@ def params_from_args(args: argparse.Namespace):
     if getattr(args, "lowpass", None) is not None:
         changes["lowpass_hz"] = args.lowpass or None
     try:
-        return base.replace(**changes) if changes else base
+        (base or Params()).replace(**changes)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    return base, changes
 
 
 def add_trigger_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pulses")
     g.add_argument("--trigger-channel", metavar="LABEL",
-                   help="a TTL channel in the EMG stream: rising edges are pulses")
+                   help="a TTL channel in the EMG stream (label or index): rising edges are pulses")
     g.add_argument("--artifact-triggers", action="store_true",
                    help="find pulses from the stimulus artifact")
     g.add_argument("--marker-filter", metavar="REGEX",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mepkit_cli._common import add_param_options, add_trigger_options, params_from_args
+from mepkit_cli._common import add_param_options, add_trigger_options, param_options
 
 
 def add_parser(sub) -> None:
@@ -69,19 +69,20 @@ def print_table(frame, out=sys.stdout) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mepkit.batch import AnalyzeOptions, analyze_files
+    from mepkit.batch import analyze_files
     from mepkit_cli.main import UserError
 
-    params = params_from_args(args)
+    # records are measured with their own parameters unless options say otherwise
+    params, overrides = param_options(args)
     out = args.output
     if out and not out.lower().endswith((".csv", ".parquet")):
         raise UserError(f"{out}: output must end in .csv or .parquet")
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    options = AnalyzeOptions(
+    options = dict(
         emg_stream=args.emg_stream, marker_stream=args.marker_stream,
         trigger_channel=args.trigger_channel, artifact_triggers=args.artifact_triggers,
-        marker_filter=args.marker_filter, unit=args.unit)
+        marker_filter=args.marker_filter, unit=args.unit, **overrides)
     if args.marker_filter:
         import re
 
@@ -90,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         except re.error as exc:
             raise UserError(f"--marker-filter {args.marker_filter!r} is not a valid regex: {exc}")
     show = not args.no_progress and len(args.files) > 1 and sys.stderr.isatty()
-    results = analyze_files(args.files, params, options, jobs=args.jobs,
-                            scheduler=args.scheduler, progress=_progress(len(args.files), show))
+    results = analyze_files(args.files, params, jobs=args.jobs, scheduler=args.scheduler,
+                            progress=_progress(len(args.files), show), **options)
     frames = [r.frame for r in results if r.frame is not None]
     failed = [r for r in results if r.error]
     if frames:

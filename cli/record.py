@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -120,13 +121,10 @@ def run(args: argparse.Namespace) -> int:
             re.compile(args.marker_filter)
         except re.error as exc:
             raise UserError(f"--marker-filter {args.marker_filter!r} is not a valid regex: {exc}")
-    trig = args.trigger_channel
-    if trig is not None and trig.isdigit():
-        trig = int(trig)
     emg_type = None if (args.emg_type or "").lower() == "any" else args.emg_type
     try:
         session = LiveSession(
-            emg=args.emg, markers=args.markers, trigger_channel=trig, params=params,
+            emg=args.emg, markers=args.markers, trigger_channel=args.trigger_channel, params=params,
             record_path=args.output, subject=args.subject, session=args.session,
             overwrite=args.overwrite, emg_type=emg_type, source_id=args.source_id,
             marker_source_id=args.marker_source_id, unit=args.unit,
@@ -192,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, _Stop):
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the close
+    except Exception as exc:  # the acquisition thread's error, raised again here
+        if exc is not session.error:
+            raise
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.stop()
@@ -203,7 +204,13 @@ def run(args: argparse.Namespace) -> int:
         print("mepkit record: stopped; record closed", file=sys.stderr)
     _summary(session, time.monotonic() - wall0, time.process_time() - cpu0)
     if session.error is not None:
-        print(f"mepkit record: error: the session stopped early: {session.error}",
-              file=sys.stderr)
-        return 1
+        from mepkit.live import one_line
+
+        print(f"mepkit record: error: the session stopped early ({one_line(session.error)}); "
+              f"the record {args.output} keeps everything written until then",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # after a failed write (a full disk) libhdf5 crashes when the interpreter shuts
+        # down; everything is closed and said, so end here with the error status
+        os._exit(1)
     return 0

@@ -12,8 +12,8 @@ from mepkit.params import TRIAL_COLUMNS, Params
 
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
-    "analyze_file", "read_xdf", "open_record", "map_metrics", "make_hotspot_search",
-    "__version__",
+    "analyze_file", "read_xdf", "open_record", "LiveSession", "map_metrics",
+    "make_hotspot_search", "__version__",
 ]
 
 try:
@@ -31,6 +31,7 @@ _LAZY = {
     "analyze_file": "mepkit.batch",
     "read_xdf": "mepkit.sources.xdf",
     "open_record": "mepkit.records",
+    "LiveSession": "mepkit.live",
     "map_metrics": "mepkit.analysis.maps",
     "make_hotspot_search": "mepkit.protocols.mapping",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -9,16 +10,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mepkit.params import TRIAL_COLUMNS, Params
-from mepkit.pipeline import Pipeline, Trial
+from mepkit.params import Params
+from mepkit.pipeline import Pipeline, Trial, trial_columns
 
 __all__ = ["analyze_epochs", "analyze_recording", "trials_to_frame", "make_params"]
 
 logger = logging.getLogger("mepkit.analyze")
-
-#: Columns written besides TRIAL_COLUMNS when present (live timing).
-EXTRA_COLUMNS = ("last_sample_s", "available_s")
-
 
 def make_params(params: Params | None = None, **overrides: Any) -> Params:
     """``params`` (or the defaults) with keyword overrides applied and validated."""
@@ -26,47 +23,43 @@ def make_params(params: Params | None = None, **overrides: Any) -> Params:
     return base.replace(**overrides) if overrides else base
 
 
-def trials_to_frame(trials: Iterable[Trial], file: str = "", *, extra: bool = False):
-    """A pandas DataFrame, one row per trial and channel, in ``TRIAL_COLUMNS`` order."""
+#: pandas dtype of each column kind (text columns: whatever pandas makes of Python strings).
+_DTYPES = {"float64": "float64", "int64": "int64", "bool": "bool", "text": None}
+
+
+def trials_to_frame(trials: Iterable[Trial], file: str = "", *, live: bool = False):
+    """A pandas DataFrame, one row per trial and channel, in ``TRIAL_COLUMNS`` order
+    (with ``live``, the live timing columns too)."""
     import pandas as pd
 
-    rows = [row for tr in sorted(trials, key=lambda t: t.index) for row in tr.rows(file)]
-    cols = list(TRIAL_COLUMNS) + (list(EXTRA_COLUMNS) if extra else [])
-    frame = pd.DataFrame(rows, columns=cols) if rows else _empty_frame(cols)
-    return frame
+    from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, TRIAL_COLUMN_KINDS
 
-
-def _empty_frame(cols):
-    import pandas as pd
-
-    dtypes = {c: "float64" for c in cols}
-    for c in ("file", "channel", "label", "site", "hemisphere", "condition", "reject_reason"):
-        dtypes[c] = "object"
-    dtypes["trial"] = "int64"
-    dtypes["detected"] = dtypes["rejected"] = "bool"
-    return pd.DataFrame({c: pd.Series(dtype=dtypes[c]) for c in cols})
+    kinds = {**TRIAL_COLUMN_KINDS, **(LIVE_TRIAL_COLUMN_KINDS if live else {})}
+    cols = trial_columns(sorted(trials, key=lambda t: t.index), file, live=live)
+    return pd.DataFrame({c: pd.Series(v, dtype=_DTYPES[kinds[c]] if v or kinds[c] != "text"
+                                      else object) for c, v in cols.items()})
 
 
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
                       artifact_triggers: bool = False, marker_filter: str | None = None,
                       unit: str | None = None, file: str | None = None, chunk_s: float = 1.0):
-    """Replay a :class:`~mepkit.sources.xdf.Recording` through the Pipeline.
+    """Replay a :class:`~mepkit.sources.recording.Recording` through the Pipeline.
 
     Returns a DataFrame with one row per trial and EMG channel.
     """
-    from mepkit.sources.xdf import channel_scales
+    from mepkit.errors import StreamNotFoundError
+    from mepkit.sources.recording import channel_index
+    from mepkit.units import channel_scales
 
     params = params if params is not None else Params()
     name = recording.path if file is None else file
     labels = list(recording.channel_labels)
-    if trigger_channel is not None and trigger_channel not in labels:
-        from mepkit.errors import StreamNotFoundError
-
-        raise StreamNotFoundError(
-            f"{recording.path}: trigger channel {trigger_channel!r} not found; channels are "
-            f"{', '.join(labels)}")
-    scales, notes = channel_scales(labels, list(recording.units), unit_override=unit,
-                                   source=recording.path, skip=trigger_channel)
+    try:
+        trigger_channel = channel_index(labels, trigger_channel)
+    except ValueError as exc:
+        raise StreamNotFoundError(f"{recording.path}: {exc}") from None
+    scales, _, notes = channel_scales(labels, list(recording.units), unit_override=unit,
+                                      source=recording.path, skip=trigger_channel)
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
     data, ts = recording.data, recording.timestamps
@@ -83,8 +76,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
         pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
                         scale_to_uv=scales, trigger_channel=trigger_channel,
                         artifact_triggers=artifact_triggers, marker_filter=marker_filter,
-                        buffer_s=max(4.0, 2 * chunk_s))
-        pipe._next_index = next_index
+                        buffer_s=max(4.0, 2 * chunk_s), first_index=next_index)
         if use_markers:
             sel = np.flatnonzero(assigned == k)
             pipe.add_markers(recording.marker_times[sel], [recording.marker_values[i] for i in sel])
@@ -92,7 +84,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
             stop = min(b, start + step)
             trials.extend(pipe.push(data[start:stop], ts[start:stop]))
         trials.extend(pipe.finish())
-        next_index = pipe._next_index
+        next_index = pipe.next_index
     if use_markers:
         lost = np.flatnonzero(assigned < 0)
         if lost.size:
@@ -126,7 +118,7 @@ def _assign_markers(times: np.ndarray, ts: np.ndarray, segments) -> np.ndarray:
     return out
 
 
-def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
+def analyze_epochs(data: np.ndarray, sfreq_hz: float, tmin_s: float,
                    channels: Sequence[str] | None = None, *, params: Params | None = None,
                    stim: Sequence[Any] | None = None, file: str = "", **overrides: Any):
     """Measure already-epoched data (pulse at time 0).
@@ -135,9 +127,9 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     ----------
     data : array, shape (n_trials, n_channels, n_samples)
         Epochs in µV.
-    sfreq : float
+    sfreq_hz : float
         Sampling rate in Hz.
-    tmin : float
+    tmin_s : float
         Time of the first sample relative to the pulse, in seconds (e.g. -0.05).
     channels : sequence of str, optional
         Channel names (default ``ch1``, ``ch2``, ...).
@@ -157,9 +149,12 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     Windows that do not fit in the epochs (exports often keep only 50 ms before
     the pulse) are shortened with a warning rather than failing.
     """
-    from mepkit.dsp.features import measure_epochs, reason_names
+    from mepkit.dsp.features import FEATURES, measure_epochs, reason_names
     from mepkit.markers import StimInfo, parse_marker
 
+    for old, new in (("sfreq", "sfreq_hz"), ("tmin", "tmin_s")):
+        if old in overrides:
+            raise TypeError(f"analyze_epochs: {old}= is now spelled {new}=")
     p = make_params(params, **overrides)
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 2:
@@ -167,14 +162,14 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
     if x.ndim != 3:
         raise ValueError(f"data must have shape (n_trials, n_channels, n_samples), got {np.shape(data)}")
     n_tr, n_ch, n_s = x.shape
-    sfreq = float(sfreq)
-    if not (math.isfinite(sfreq) and sfreq > 0):
-        raise ValueError(f"sfreq must be a positive number, got {sfreq!r}")
+    sfreq_hz = float(sfreq_hz)
+    if not (math.isfinite(sfreq_hz) and sfreq_hz > 0):
+        raise ValueError(f"sfreq_hz must be a positive number, got {sfreq_hz!r}")
     names = [f"ch{i + 1}" for i in range(n_ch)] if channels is None else [str(c) for c in channels]
     if len(names) != n_ch:
         raise ValueError(f"{len(names)} channel names for {n_ch} channels")
-    tmin_ms = float(tmin) * 1000.0
-    tmax_ms = tmin_ms + (n_s - 1) * 1000.0 / sfreq
+    tmin_ms = float(tmin_s) * 1000.0
+    tmax_ms = tmin_ms + (n_s - 1) * 1000.0 / sfreq_hz
     for name, (lo, hi) in (("background_window_ms", p.background_window_ms),
                            ("response_window_ms", p.response_window_ms),
                            ("artifact_window_ms", p.artifact_window_ms)):
@@ -186,7 +181,7 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
             warnings.warn(f"{name} {lo:g}..{hi:g} ms does not fit the epochs "
                           f"({tmin_ms:g}..{tmax_ms:g} ms); shortened to {new[0]:g}..{new[1]:g} ms",
                           stacklevel=2)
-    res = measure_epochs(x, sfreq, p, t0_ms=tmin_ms)
+    res = measure_epochs(x, sfreq_hz, p, tmin_s=float(tmin_s))
     reasons = reason_names(res["reject_code"])
     if stim is None:
         infos = [StimInfo() for _ in range(n_tr)]
@@ -194,31 +189,8 @@ def analyze_epochs(data: np.ndarray, sfreq: float, tmin: float,
         if len(stim) != n_tr:
             raise ValueError(f"{len(stim)} stim entries for {n_tr} trials")
         infos = [s if isinstance(s, StimInfo) else parse_marker(
-            __import__("json").dumps(s) if isinstance(s, dict) else s) for s in stim]
-    return _frame_from_arrays(file, names, infos, res, reasons, stim_time_s=np.zeros(n_tr))
-
-
-def _frame_from_arrays(file, names, infos, res, reasons, *, stim_time_s):
-    import pandas as pd
-
-    n_tr, n_ch = res["amplitude_uv"].shape
-    rep = lambda values: np.repeat(np.asarray(values, dtype=object), n_ch)  # noqa: E731
-    cols = {
-        "file": np.full(n_tr * n_ch, file, dtype=object),
-        "trial": np.repeat(np.arange(n_tr), n_ch),
-        "channel": np.tile(np.asarray(names, dtype=object), n_tr),
-        "stim_time_s": np.repeat(stim_time_s, n_ch),
-        "label": rep([s.label for s in infos]),
-        "intensity_pct_mso": np.repeat([s.intensity_pct_mso for s in infos], n_ch).astype(float),
-        "x_mm": np.repeat([s.x_mm for s in infos], n_ch).astype(float),
-        "y_mm": np.repeat([s.y_mm for s in infos], n_ch).astype(float),
-        "site": rep([s.site for s in infos]),
-        "hemisphere": rep([s.hemisphere for s in infos]),
-        "condition": rep([s.condition for s in infos]),
-    }
-    for k in ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms"):
-        cols[k] = res[k].reshape(-1)
-    cols["detected"] = res["detected"].reshape(-1)
-    cols["reject_reason"] = np.asarray(reasons, dtype=object).reshape(-1)
-    cols["rejected"] = cols["reject_reason"] != ""
-    return pd.DataFrame({c: cols[c] for c in TRIAL_COLUMNS})
+            json.dumps(s) if isinstance(s, dict) else s) for s in stim]
+    names = tuple(names)
+    trials = [Trial(k, 0.0, infos[k], names, *(res[f][k] for f in FEATURES),
+                    res["detected"][k], tuple(reasons[k])) for k in range(n_tr)]
+    return trials_to_frame(trials, file)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
-from mepkit.errors import FileFormatError, MepkitError
+from mepkit.errors import FileFormatError, MepkitError, UsageError
 from mepkit.params import Params
 
 __all__ = ["AnalyzeOptions", "analyze_file", "analyze_files", "load_recording", "FileResult"]
@@ -23,12 +23,22 @@ class AnalyzeOptions:
 
     emg_stream: str | None = None
     marker_stream: str | None = None
-    trigger_channel: str | None = None
+    #: A TTL channel of the EMG stream, by label or index.
+    trigger_channel: str | int | None = None
     artifact_triggers: bool = False
     marker_filter: str | None = None
     unit: str | None = None
-    #: Measure records with the parameters stored in them (XDF files: the given ones).
-    record_params: bool = False
+
+    @classmethod
+    def split(cls, options: dict[str, Any]) -> tuple["AnalyzeOptions", dict[str, Any]]:
+        """Keyword options as ``(AnalyzeOptions, Params overrides)``; unknown ones raise."""
+        mine = {f.name for f in fields(cls)}
+        known = mine | {f.name for f in fields(Params)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown}; options are {sorted(known)}")
+        return (cls(**{k: v for k, v in options.items() if k in mine}),
+                {k: v for k, v in options.items() if k not in mine})
 
 
 @dataclass
@@ -59,7 +69,7 @@ def _kind(path: str) -> str:
 
 
 def load_recording(path: str, options: AnalyzeOptions = AnalyzeOptions()):
-    """Read a file of either kind as a :class:`~mepkit.sources.xdf.Recording`."""
+    """Read a file of either kind as a :class:`~mepkit.sources.recording.Recording`."""
     kind = _kind(path)
     if kind == "xdf":
         from mepkit.sources.xdf import read_xdf
@@ -72,28 +82,59 @@ def load_recording(path: str, options: AnalyzeOptions = AnalyzeOptions()):
     return recording_from_record(path, emg_stream=options.emg_stream)
 
 
-def analyze_file(path: str | os.PathLike, params: Params | None = None,
-                 options: AnalyzeOptions = AnalyzeOptions(), *, file: str | None = None):
+def analyze_file(path: str | os.PathLike, params: Params | None = None, *,
+                 file: str | None = None, **options: Any):
     """Measure every trial of one XDF file or mepkit record; returns a DataFrame.
 
-    Raises :class:`~mepkit.errors.MepkitError` with a one-line message for bad input.
+    Parameters
+    ----------
+    path : path
+        An XDF file or a mepkit record.
+    params : Params, optional
+        The measurement parameters. Default: for a record, the ones stored in it (so its
+        trials come out as they were measured live); for an XDF file, ``Params()``.
+    file : str, optional
+        The ``file`` column (default ``path``).
+    **options
+        `AnalyzeOptions` fields (``emg_stream``, ``marker_stream``, ``trigger_channel``,
+        ``artifact_triggers``, ``marker_filter``, ``unit``) and single `Params` fields that
+        override ``params`` (``detection_threshold_uv=100``). A record measured with
+        parameters other than its own says so in a warning.
+
+    Raises
+    ------
+    MepkitError
+        With a one-line message for bad input.
     """
     from mepkit.analyze import analyze_recording
 
+    opts, overrides = AnalyzeOptions.split(options)
     path = os.fspath(path)
-    rec = load_recording(path, options)
-    if options.record_params and rec.params is not None:
-        params = rec.params
-    try:
-        return analyze_recording(
-            rec, params, trigger_channel=options.trigger_channel,
-            artifact_triggers=options.artifact_triggers, marker_filter=options.marker_filter,
-            unit=options.unit, file=path if file is None else file)
-    except ValueError as exc:
-        raise MepkitError(f"{path}: {exc}") from None
+    with load_recording(path, opts) as rec:
+        stored = rec.params
+        base = params if params is not None else (stored or Params())
+        try:
+            used = base.replace(**overrides) if overrides else base
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if stored is not None and used != stored:
+            logger.warning("%s: measured with parameters other than those stored in the record: "
+                           "%s", path, _param_changes(stored, used))
+        try:
+            return analyze_recording(
+                rec, used, trigger_channel=opts.trigger_channel,
+                artifact_triggers=opts.artifact_triggers, marker_filter=opts.marker_filter,
+                unit=opts.unit, file=path if file is None else file)
+        except ValueError as exc:
+            raise MepkitError(f"{path}: {exc}") from None
 
 
-def _run_one(path: str, params_json: str, options: AnalyzeOptions) -> FileResult:
+def _param_changes(old: Params, new: Params) -> str:
+    a, b = old.to_dict(), new.to_dict()
+    return ", ".join(f"{k} {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k])
+
+
+def _run_one(path: str, params_json: str | None, options: dict[str, Any]) -> FileResult:
     """Analyse one file, capturing errors and warnings (runs on Dask workers too)."""
     import warnings as _w
 
@@ -111,7 +152,8 @@ def _run_one(path: str, params_json: str, options: AnalyzeOptions) -> FileResult
     try:
         with _w.catch_warnings(record=True) as caught:
             _w.simplefilter("always")
-            frame = analyze_file(path, Params.from_json(params_json), options)
+            params = Params.from_json(params_json) if params_json else None
+            frame = analyze_file(path, params, **options)
         records.extend(str(w.message) for w in caught)
         return FileResult(path, frame=frame, warnings=records)
     except MepkitError as exc:
@@ -124,18 +166,20 @@ def _run_one(path: str, params_json: str, options: AnalyzeOptions) -> FileResult
         root.propagate = propagate
 
 
-def analyze_files(paths: Sequence[str], params: Params | None = None,
-                  options: AnalyzeOptions = AnalyzeOptions(), *, jobs: int = 1,
+def analyze_files(paths: Sequence[str], params: Params | None = None, *, jobs: int = 1,
                   scheduler: str | None = None,
-                  progress: Callable[[FileResult], None] | None = None) -> list[FileResult]:
+                  progress: Callable[[FileResult], None] | None = None,
+                  **options: Any) -> list[FileResult]:
     """Analyse many files; returns one :class:`FileResult` per path, in input order.
+
+    ``params`` and ``options`` are those of `analyze_file`.
 
     ``jobs > 1`` starts a local Dask cluster with that many worker processes;
     ``scheduler`` sends the work to a running Dask distributed scheduler. Every
     path gives the same table whichever way it ran.
     """
-    params = params if params is not None else Params()
-    pj = params.to_json()
+    AnalyzeOptions.split(options)  # unknown options fail here, not in every file
+    pj = params.to_json() if params is not None else None
     paths = [os.fspath(p) for p in paths]
     results: list[FileResult | None] = [None] * len(paths)
     if scheduler is None and jobs <= 1:

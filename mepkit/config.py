@@ -4,11 +4,6 @@ Kernels import ``JIT`` from here rather than hard-coding flags. Numba itself is
 imported lazily by the kernel modules, never by ``import mepkit``.
 """
 
-import os
-
 #: Options for every ``numba.njit`` in mepkit. ``cache`` keeps compiled kernels
 #: on disk (``NUMBA_CACHE_DIR`` redirects it when the package dir is read-only).
 JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
-
-#: Set MEPKIT_RAISE=1 to re-raise background errors (used by tests).
-RAISE_BACKGROUND_ERRORS = os.environ.get("MEPKIT_RAISE", "") == "1"

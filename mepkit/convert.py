@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from mepkit.params import Params
-from mepkit.units import scale_to_uv
+from mepkit.sources.recording import channel_index
+from mepkit.units import channel_scales
 
 __all__ = ["convert_xdf"]
 
@@ -37,16 +38,9 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
                               artifact_triggers=options.artifact_triggers,
                               marker_filter=options.marker_filter, unit=options.unit,
                               file=os.fspath(record_path))
-    units = []
-    for lab, unit in zip(rec.channel_labels, rec.units):
-        if options.unit is not None and lab != options.trigger_channel:
-            units.append(options.unit)
-        elif unit and scale_to_uv(unit) is not None:
-            units.append(unit)
-        elif lab == options.trigger_channel:
-            units.append(unit or "")
-        else:
-            units.append(unit or "uV")
+    skip = channel_index(rec.channel_labels, options.trigger_channel)
+    _, units, _ = channel_scales(rec.channel_labels, rec.units, unit_override=options.unit,
+                                 source=xdf_path, skip=skip)
     session = {"source_file": os.path.abspath(xdf_path), **(session or {})}
     name = rec.emg_stream.get("name") or "emg"
     name = name.replace("/", "_")

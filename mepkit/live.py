@@ -24,12 +24,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from mepkit.errors import MepkitError
-from mepkit.params import Params
+from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, Params
+
+if TYPE_CHECKING:
+    from mepkit.pipeline import Trial
 
 __all__ = ["LiveSession", "LiveStatus"]
 
@@ -46,12 +49,6 @@ QUIET_FLUSH_INTERVAL_S = 0.2
 OUTAGE_MIN_S = 0.5
 #: A full garbage collection (all generations) at a quiet moment at most this often.
 FULL_GC_INTERVAL_S = 30.0
-#: Trial columns mepkit adds to the standard ones in live records.
-LIVE_TRIAL_COLUMNS = {"last_sample_s": "float64", "available_s": "float64"}
-
-
-def _raise_in_caller() -> bool:
-    return os.environ.get("MEPKIT_RAISE", "").strip() not in ("", "0", "false", "no")
 
 
 @dataclass
@@ -82,6 +79,11 @@ class LiveStatus:
 
 
 _END = object()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (HDF5 messages span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 class _GcHold:
@@ -175,8 +177,10 @@ class LiveSession:
     moment its measurement was done, ``last_sample_s`` the timestamp of the last
     sample the measurement needed.
 
-    Background errors are logged and stop the session; `error` holds the exception
-    and `trials` / `wait` raise it again when the environment variable ``MEPKIT_RAISE=1``.
+    An error in the acquisition thread stops the session (the record is closed, with what
+    was measured) and `error` holds it; like `concurrent.futures`, it is raised again in
+    the caller by `trials`, `next_trial`, `wait`, `run` and at the end of the ``with``
+    block, so a script never ends quietly with partial results.
     """
 
     def __init__(self, emg: Any, markers: Any = None, *,
@@ -184,7 +188,7 @@ class LiveSession:
                  record_path: str | os.PathLike | None = None,
                  subject: dict[str, Any] | str | None = None,
                  session: dict[str, Any] | str | None = None, overwrite: bool = False,
-                 on_trial: Callable[[Any], Any] | None = None, emg_type: str | None = "EMG",
+                 on_trial: Callable[["Trial"], Any] | None = None, emg_type: str | None = "EMG",
                  source_id: str | None = None, marker_source_id: str | None = None,
                  unit: str | None = None, marker_filter: str | None = None,
                  artifact_triggers: bool = False, buffer_s: float = 4.0,
@@ -239,7 +243,7 @@ class LiveSession:
         # pending record writes (worker thread only)
         self._raw: list[tuple[np.ndarray, np.ndarray]] = []
         self._rec_markers: list[tuple[float, str]] = []
-        self._rec_trials: list[Any] = []
+        self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._last_flush = self._last_full_gc = 0.0
 
@@ -288,8 +292,10 @@ class LiveSession:
     def __enter__(self) -> "LiveSession":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.stop()
+        if exc_type is None:  # an exception already on its way is not hidden
+            self._maybe_raise()
 
     @property
     def running(self) -> bool:
@@ -318,7 +324,7 @@ class LiveSession:
         self._maybe_raise()
 
     # ------------------------------------------------------------------ results
-    def trials(self, timeout: float | None = None) -> Iterator[Any]:
+    def trials(self, timeout: float | None = None) -> Iterator["Trial"]:
         """Yield trials as they are measured.
 
         Ends when no trial came for ``timeout`` seconds (``None``: wait forever) or
@@ -338,7 +344,7 @@ class LiveSession:
                 return
             yield item
 
-    def next_trial(self, timeout: float | None = None) -> Any | None:
+    def next_trial(self, timeout: float | None = None) -> "Trial | None":
         """The next trial, or None after ``timeout`` seconds / when the session ended."""
         for trial in self.trials(timeout=timeout):
             return trial
@@ -393,7 +399,9 @@ class LiveSession:
     def _open(self) -> None:
         from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
-        from mepkit.units import scale_to_uv
+        from mepkit.errors import FileFormatError
+        from mepkit.sources.recording import channel_index
+        from mepkit.units import channel_scales
 
         info = self._resolve(self._emg_spec, self.source_id, self.emg_type or "EMG")
         self.emg = LslInlet(info, expected_type=self.emg_type,
@@ -404,38 +412,18 @@ class LiveSession:
             minfo = self._resolve(self._marker_spec, self.marker_source_id, "Markers")
             self.marker_inlet = MarkerInlet(minfo)
         # units
-        trig_idx = None
-        if self.trigger_channel is not None:
-            if isinstance(self.trigger_channel, (int, np.integer)):
-                trig_idx = int(self.trigger_channel)
-            elif self.trigger_channel in meta.channel_labels:
-                trig_idx = meta.channel_labels.index(self.trigger_channel)
-            else:
-                raise StreamFormatError(
-                    f"trigger channel {self.trigger_channel!r} is not in stream "
-                    f"{meta.name!r}; its channels are {meta.channel_labels}")
-        units = list(meta.units)
-        if self.unit is not None:
-            if scale_to_uv(self.unit) is None:
-                raise ValueError(f"unit {self.unit!r} is not a voltage unit mepkit knows "
-                                 f"(V, mV, uV)")
-            units = [self.unit] * meta.n_channels
-        scales = []
-        for i, (lab, u) in enumerate(zip(meta.channel_labels, units)):
-            if i == trig_idx:
-                scales.append(1.0)
-                continue
-            s = scale_to_uv(u) if u else None
-            if s is None:
-                if u:
-                    raise StreamFormatError(
-                        f"channel {lab!r} of stream {meta.name!r} has unit {u!r}, which is not "
-                        f"a voltage unit mepkit knows; give the unit (unit='uV', --unit uV)")
-                logger.warning("channel %r of stream %r has no unit in its description; "
-                               "assuming microvolts (set unit=/--unit otherwise)", lab, meta.name)
-                units[i] = "microvolts"
-                s = 1.0
-            scales.append(s)
+        try:
+            trig_idx = channel_index(meta.channel_labels, self.trigger_channel)
+        except ValueError as exc:
+            raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
+        try:
+            scales, units, notes = channel_scales(
+                meta.channel_labels, meta.units, unit_override=self.unit,
+                source=f"stream {meta.name!r}", skip=trig_idx)
+        except FileFormatError as exc:
+            raise StreamFormatError(str(exc)) from None
+        for note in notes:
+            logger.warning("%s", note)
         self._units = units
         try:
             self.pipeline = Pipeline(
@@ -461,7 +449,7 @@ class LiveSession:
         session.setdefault("emg_stream", meta.name)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
-        cols = dict(LIVE_TRIAL_COLUMNS)
+        cols = dict(LIVE_TRIAL_COLUMN_KINDS)
         cols.update(self.extra_trial_columns)
         w = RecordWriter(self.record_path, overwrite=self.overwrite, subject=self.subject,
                          session=session, params=self.params,
@@ -481,16 +469,15 @@ class LiveSession:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - logged, stops the session
             self.error = exc
-            logger.error("live session stopped by an error: %s: %s", type(exc).__name__, exc,
-                         exc_info=not isinstance(exc, MepkitError))
+            logger.error("live session stopped by an error: %s", one_line(exc))
+            logger.debug("the error in the acquisition thread", exc_info=True)
         finally:
             try:
                 self._finish()
             except BaseException as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
-                logger.error("live session: error while closing: %s: %s",
-                             type(exc).__name__, exc)
+                logger.error("live session: error while closing: %s", one_line(exc))
             try:
                 self._close_resources()
             finally:
@@ -567,7 +554,7 @@ class LiveSession:
             if self.writer is not None:
                 self._rec_events.append((g.start_s, kind, detail))
 
-    def _deliver(self, trials: Sequence[Any], available_s: float) -> None:
+    def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
         # A new inlet first receives the outlet's buffered history: trials measured from
@@ -610,6 +597,8 @@ class LiveSession:
             gc.collect(1)
 
     def _write_pending(self) -> None:
+        from mepkit.pipeline import trial_columns
+
         w = self.writer
         if self._raw:
             if len(self._raw) == 1:
@@ -624,9 +613,8 @@ class LiveSession:
             self._rec_markers = []
             w.append_markers(np.asarray(times), list(values))
         if self._rec_trials:
-            rows = [r for t in self._rec_trials for r in t.rows()]
+            w.append_trials(trial_columns(self._rec_trials, live=True))
             self._rec_trials = []
-            w.append_trials(rows)
         for time_s, kind, detail in self._rec_events:
             w.append_event(time_s, kind, detail)
         self._rec_events = []
@@ -655,8 +643,10 @@ class LiveSession:
             try:
                 self.writer.close()
             except Exception as exc:  # noqa: BLE001
-                logger.error("could not close the record %s: %s", self.record_path, exc)
+                logger.error("could not close the record %s: %s", self.record_path,
+                             one_line(exc))
 
     def _maybe_raise(self) -> None:
-        if self.error is not None and _raise_in_caller():
+        """Raise the acquisition thread's error in the caller (once per call site)."""
+        if self.error is not None:
             raise self.error

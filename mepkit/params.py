@@ -10,33 +10,43 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["Params", "TRIAL_COLUMNS", "REJECT_REASONS"]
+__all__ = ["Params", "TRIAL_COLUMNS", "TRIAL_COLUMN_KINDS", "LIVE_TRIAL_COLUMN_KINDS",
+           "REJECT_REASONS"]
 
-#: Columns of the trial table (one row per trial and EMG channel), in order.
-TRIAL_COLUMNS: tuple[str, ...] = (
-    "file",
-    "trial",
-    "channel",
-    "stim_time_s",
-    "label",
-    "intensity_pct_mso",
-    "x_mm",
-    "y_mm",
-    "site",
-    "hemisphere",
-    "condition",
-    "amplitude_uv",
-    "latency_ms",
-    "area_uv_ms",
-    "background_rms_uv",
-    "peak_time_ms",
-    "detected",
-    "rejected",
-    "reject_reason",
-)
+#: The trial table (one row per trial and EMG channel): each column, in order, and its kind
+#: (``float64``, ``int64``, ``bool`` or ``text``). Tables, records and the row builder
+#: (`mepkit.pipeline.trial_columns`) all take their columns from here.
+TRIAL_COLUMN_KINDS: dict[str, str] = {
+    "file": "text",
+    "trial": "int64",
+    "channel": "text",
+    "stim_time_s": "float64",
+    "label": "text",
+    "intensity_pct_mso": "float64",
+    "x_mm": "float64",
+    "y_mm": "float64",
+    "site": "text",
+    "hemisphere": "text",
+    "condition": "text",
+    "amplitude_uv": "float64",
+    "latency_ms": "float64",
+    "area_uv_ms": "float64",
+    "background_rms_uv": "float64",
+    "peak_time_ms": "float64",
+    "detected": "bool",
+    "rejected": "bool",
+    "reject_reason": "text",
+}
+#: Names of the trial-table columns, in order.
+TRIAL_COLUMNS: tuple[str, ...] = tuple(TRIAL_COLUMN_KINDS)
+#: Columns a live session adds: the timestamp of the last sample a trial's measurement
+#: needed and the moment (same clock) its result was available.
+LIVE_TRIAL_COLUMN_KINDS: dict[str, str] = {"last_sample_s": "float64", "available_s": "float64"}
 
-#: Allowed values of ``reject_reason`` besides the empty string, in priority order.
-REJECT_REASONS: tuple[str, ...] = ("invalid", "gap", "clipped", "background")
+#: Values of ``reject_reason`` besides the empty string; a trial's kernel reject code is its
+#: reason's index here plus one (0: kept). The first four are decided by the feature kernel,
+#: in this order of priority; ``late`` by the Pipeline, for a trial it does not measure.
+REJECT_REASONS: tuple[str, ...] = ("invalid", "gap", "clipped", "background", "late")
 
 
 def _pair(value: Any, name: str) -> tuple[float, float]:

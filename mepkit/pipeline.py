@@ -18,10 +18,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mepkit.markers import StimInfo, parse_marker
-from mepkit.dsp.features import REASON_NAMES
-from mepkit.params import Params
+from mepkit.dsp.features import FEATURES, REASON_NAMES
+from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, TRIAL_COLUMNS, Params
+from mepkit.sources.recording import channel_index
 
-__all__ = ["Pipeline", "Trial"]
+__all__ = ["Pipeline", "Trial", "trial_columns"]
 
 logger = logging.getLogger("mepkit.pipeline")
 
@@ -57,27 +58,39 @@ class Trial:
         return np.array([bool(r) for r in self.reject_reason])
 
     def rows(self, file: str = "") -> list[dict[str, Any]]:
-        """One dict per channel with the trial-table columns."""
-        s = self.stim
-        out = []
-        for c, name in enumerate(self.channels):
-            out.append({
-                "file": file, "trial": self.index, "channel": name,
-                "stim_time_s": self.stim_time_s, "label": s.label,
-                "intensity_pct_mso": s.intensity_pct_mso, "x_mm": s.x_mm, "y_mm": s.y_mm,
-                "site": s.site, "hemisphere": s.hemisphere, "condition": s.condition,
-                "amplitude_uv": float(self.amplitude_uv[c]),
-                "latency_ms": float(self.latency_ms[c]),
-                "area_uv_ms": float(self.area_uv_ms[c]),
-                "background_rms_uv": float(self.background_rms_uv[c]),
-                "peak_time_ms": float(self.peak_time_ms[c]),
-                "detected": bool(self.detected[c]),
-                "rejected": bool(self.reject_reason[c]),
-                "reject_reason": self.reject_reason[c],
-                "last_sample_s": self.last_sample_s,
-                "available_s": self.available_s,
-            })
-        return out
+        """One dict per channel: the trial-table columns and the live timing columns."""
+        cols = trial_columns([self], file, live=True)
+        return [dict(zip(cols, values)) for values in zip(*cols.values())]
+
+
+def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
+                  ) -> dict[str, list[Any]]:
+    """The trial table of ``trials`` as columns (one row per trial and channel).
+
+    The only row builder: tables, records and live sessions all take their rows from it.
+    The columns are ``TRIAL_COLUMNS``, and with ``live`` also ``LIVE_TRIAL_COLUMN_KINDS``.
+    """
+    names = (*TRIAL_COLUMNS, *LIVE_TRIAL_COLUMN_KINDS) if live else TRIAL_COLUMNS
+    cols: dict[str, list[Any]] = {c: [] for c in names}
+    per_trial = ("stim_time_s", "last_sample_s", "available_s")
+    for t in trials:
+        n = len(t.channels)
+        s = t.stim
+        for key, value in (("file", file), ("trial", t.index), ("label", s.label),
+                           ("intensity_pct_mso", s.intensity_pct_mso), ("x_mm", s.x_mm),
+                           ("y_mm", s.y_mm), ("site", s.site), ("hemisphere", s.hemisphere),
+                           ("condition", s.condition)):
+            cols[key].extend([value] * n)
+        for key in per_trial:
+            if key in cols:
+                cols[key].extend([float(getattr(t, key))] * n)
+        cols["channel"].extend(t.channels)
+        for key in FEATURES:
+            cols[key].extend(np.asarray(getattr(t, key), dtype=np.float64).tolist())
+        cols["detected"].extend(bool(v) for v in t.detected)
+        cols["rejected"].extend(bool(r) for r in t.reject_reason)
+        cols["reject_reason"].extend(t.reject_reason)
+    return cols
 
 
 @dataclass(order=True)
@@ -107,7 +120,8 @@ class Pipeline:
     scale_to_uv : float or sequence of float, optional
         Factor per channel that turns incoming values into µV (default 1).
     trigger_channel : str or int, optional
-        A TTL channel in the stream: rising edges are pulses, and it is not measured.
+        A TTL channel in the stream, by label or index: rising edges are pulses, and it is
+        not measured.
     artifact_triggers : bool
         Detect pulses from the stimulus artifact on the EMG channels.
     marker_filter : str, optional
@@ -116,6 +130,8 @@ class Pipeline:
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
         Run the continuous display/background filter and keep ``monitor_rms_uv``.
+    first_index : int
+        Index of the first trial (a recording measured in parts continues the count).
     """
 
     def __init__(
@@ -130,6 +146,7 @@ class Pipeline:
         marker_filter: str | None = None,
         buffer_s: float = 4.0,
         monitor: bool = False,
+        first_index: int = 0,
     ) -> None:
         self.params = params if params is not None else Params()
         self.sfreq_hz = float(sfreq_hz)
@@ -139,17 +156,7 @@ class Pipeline:
         n_all = len(labels)
         if n_all == 0:
             raise ValueError("the stream has no channels")
-        self._trig_idx: int | None = None
-        if trigger_channel is not None:
-            if isinstance(trigger_channel, (int, np.integer)):
-                if not 0 <= int(trigger_channel) < n_all:
-                    raise ValueError(f"trigger channel index {trigger_channel} out of range 0..{n_all - 1}")
-                self._trig_idx = int(trigger_channel)
-            elif trigger_channel in labels:
-                self._trig_idx = labels.index(trigger_channel)
-            else:
-                raise ValueError(
-                    f"trigger channel {trigger_channel!r} not found; channels are {labels}")
+        self._trig_idx = channel_index(labels, trigger_channel)
         self._emg_idx = np.array([i for i in range(n_all) if i != self._trig_idx], dtype=np.int64)
         if self._emg_idx.size == 0:
             raise ValueError("no EMG channel left besides the trigger channel")
@@ -181,7 +188,7 @@ class Pipeline:
         self.last_time_s = -math.inf
         self._pending: list[_Pending] = []
         self._overflow: list[Trial] = []
-        self._next_index = 0
+        self._next_index = int(first_index)
         self.n_ignored_markers = 0
         self.n_late_triggers = 0
         self.n_gaps = 0
@@ -222,7 +229,7 @@ class Pipeline:
         length = self._length
         d = self._design
         measure_rows(np.zeros((length, n_ch)), np.zeros(1, dtype=np.int64), length,
-                     self.sfreq_hz, self.params, t0_ms=-self._pre_n * self.dt_ms, design=d)
+                     self.sfreq_hz, self.params, tmin_ms=-self._pre_n * self.dt_ms, design=d)
         # the kernels of a trial measured as its samples arrive
         w, st, xs = self._take_state()
         self._kf.trial_init(-self._pre_n * self.dt_ms, 0, length, d.prm, w, st)
@@ -343,6 +350,11 @@ class Pipeline:
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def next_index(self) -> int:
+        """Index the next trial will get."""
+        return self._next_index
 
     # ------------------------------------------------------------------ internals
     def _detect_ttl(self, trig: np.ndarray, ts: np.ndarray) -> None:
@@ -519,7 +531,7 @@ class Pipeline:
             gap[k] = self._epoch_gap(pend, seg, pend.stim_in_gap)
             last_ts[k] = seg[-1]
             self._release(pend)
-        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, t0_ms=t0,
+        res = measure_rows(data, start, self._length, self.sfreq_hz, self.params, tmin_ms=t0,
                            first=first, gap=gap, design=self._design)
         out = tuple(res[k] for k in FEATURES) + (res["detected"], res["reject_code"])
         return [self._trial(pend, out, k, float(last_ts[k])) for k, (pend, _) in enumerate(ready)]

@@ -12,7 +12,6 @@ import pytest
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # for `import naive`
-os.environ.setdefault("MEPKIT_RAISE", "1")
 
 SHARED_XDF = ROOT.parent / "shared" / "data" / "xdf-examples"
 SAMPLE_XDF = ROOT / "sample_data" / "sample_session.xdf"
@@ -33,6 +32,6 @@ def shared_xdf() -> Path:
 
 def pytest_sessionstart(session):
     """Compile (or load) every kernel once, before tests start subprocesses that use them."""
-    from mepkit.dsp.warm import compile_all
+    from mepkit.warm import compile_all
 
     compile_all()

@@ -14,13 +14,6 @@ from scipy import signal
 REASONS = ("", "invalid", "gap", "clipped", "background")
 
 
-def window_indices(t_ms, lo, hi, first, inclusive_hi):
-    idx = np.arange(t_ms.size)
-    keep = (idx >= first) & (t_ms >= lo - 1e-9 * 0)
-    keep &= (t_ms <= hi) if inclusive_hi else (t_ms < hi)
-    return idx[keep]
-
-
 def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     """Features of one raw epoch (1-D, µV); returns a dict like the kernel's."""
     p = params

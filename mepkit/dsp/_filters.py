@@ -31,17 +31,3 @@ def sosfilt_inplace(sos, x, zi):
                 zi[c, s, 1] = b2 * v - a2 * y
                 v = y
             x[i, c] = v
-
-
-@njit(**JIT)
-def sosfilt_1d_inplace(sos, x, zi):
-    """Filter a 1-D signal ``x`` in place; ``zi`` is (n_sections, 2)."""
-    n_sections = sos.shape[0]
-    for i in range(x.shape[0]):
-        v = x[i]
-        for s in range(n_sections):
-            y = sos[s, 0] * v + zi[s, 0]
-            zi[s, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, 1]
-            zi[s, 1] = sos[s, 2] * v - sos[s, 5] * y
-            v = y
-        x[i] = v

@@ -51,7 +51,7 @@ def measure_epochs(
     sfreq_hz: float,
     params: Params,
     *,
-    t0_ms: np.ndarray | float,
+    tmin_s: np.ndarray | float,
     first: np.ndarray | int = 0,
     gap: np.ndarray | bool = False,
 ) -> dict[str, np.ndarray]:
@@ -65,8 +65,8 @@ def measure_epochs(
         Sampling rate.
     params : Params
         Windows and criteria.
-    t0_ms : float or array, shape (n_trials,)
-        Time of sample 0 relative to the stimulus, per trial.
+    tmin_s : float or array, shape (n_trials,)
+        Time of sample 0 relative to the stimulus, in seconds (per trial or for all).
     first : int or array, shape (n_trials,)
         Index of the first sample present in each epoch (earlier ones are ignored).
     gap : bool or array, shape (n_trials,)
@@ -83,8 +83,9 @@ def measure_epochs(
         raise ValueError(f"epochs must have shape (n_trials, n_channels, n_samples), got {x.shape}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     n_trials, n_channels, n_samples = x.shape
+    tmin_ms = np.asarray(tmin_s, dtype=np.float64) * 1000.0
     return _run(np.zeros((0, n_channels)), np.zeros(n_trials, dtype=np.int64), x, n_samples,
-                sfreq_hz, params, t0_ms, first, gap)
+                sfreq_hz, params, tmin_ms, first, gap)
 
 
 class Design:
@@ -130,12 +131,14 @@ class Design:
 
 
 def measure_rows(src: np.ndarray, start: np.ndarray, n_samples: int, sfreq_hz: float,
-                 params: Params, *, t0_ms, first=0, gap=False,
+                 params: Params, *, tmin_ms, first=0, gap=False,
                  design: Design | None = None) -> dict[str, np.ndarray]:
     """Measure epochs that are row ranges of a sample-major array (no copies).
 
     ``src`` is (n_rows, n_channels) float64 C-contiguous (e.g. a ring-buffer view);
-    epoch ``k`` is rows ``start[k] + i`` for ``i`` in ``first[k]..n_samples``.
+    epoch ``k`` is rows ``start[k] + i`` for ``i`` in ``first[k]..n_samples``, its sample 0
+    at ``tmin_ms`` (per epoch or for all) from the stimulus: milliseconds here, the unit the
+    kernels and the Pipeline work in.
     ``design`` (for these params, rate and length) saves rebuilding it.
     Returns the same dict as :func:`measure_epochs`.
     """
@@ -143,10 +146,10 @@ def measure_rows(src: np.ndarray, start: np.ndarray, n_samples: int, sfreq_hz: f
     if src.ndim != 2:
         raise ValueError(f"src must have shape (n_rows, n_channels), got {src.shape}")
     return _run(src, np.ascontiguousarray(start, dtype=np.int64), np.zeros((0, src.shape[1], 0)),
-                int(n_samples), sfreq_hz, params, t0_ms, first, gap, design)
+                int(n_samples), sfreq_hz, params, tmin_ms, first, gap, design)
 
 
-def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap, design=None):
+def _run(src, start, src3, n_samples, sfreq_hz, params, tmin_ms, first, gap, design=None):
     from mepkit.dsp import _features
 
     if design is None or not design.matches(params, sfreq_hz, n_samples):
@@ -154,7 +157,7 @@ def _run(src, start, src3, n_samples, sfreq_hz, params, t0_ms, first, gap, desig
     d = design
     n_trials = len(start)
     n_channels = src.shape[1] if src3.shape[0] == 0 else src3.shape[1]
-    t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(t0_ms, dtype=np.float64), (n_trials,)))
+    t0 = np.ascontiguousarray(np.broadcast_to(np.asarray(tmin_ms, dtype=np.float64), (n_trials,)))
     first_a = np.ascontiguousarray(np.broadcast_to(np.asarray(first, dtype=np.int64), (n_trials,)))
     gap_a = np.ascontiguousarray(np.broadcast_to(np.asarray(gap, dtype=np.bool_), (n_trials,)))
     out = {name: np.empty((n_trials, n_channels)) for name in FEATURES}

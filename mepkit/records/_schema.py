@@ -9,7 +9,8 @@ import math
 from typing import Any
 
 from mepkit.errors import MepkitError
-from mepkit.params import TRIAL_COLUMNS
+from mepkit.units import scale_to_uv
+from mepkit.params import TRIAL_COLUMN_KINDS  # noqa: F401 - re-exported for the writer
 
 #: Version of the record layout written by this mepkit. Readers refuse newer versions.
 FORMAT_VERSION = 1
@@ -22,29 +23,6 @@ FORMAT_NAME = "mepkit-record"
 #: safe under HDF5 SWMR: readers hit "address of object past end of allocation").
 KINDS = ("float64", "int64", "bool", "text")
 
-#: Storage kind of each trial-table column.
-TRIAL_COLUMN_KINDS: dict[str, str] = {
-    "file": "text",
-    "trial": "int64",
-    "channel": "text",
-    "stim_time_s": "float64",
-    "label": "text",
-    "intensity_pct_mso": "float64",
-    "x_mm": "float64",
-    "y_mm": "float64",
-    "site": "text",
-    "hemisphere": "text",
-    "condition": "text",
-    "amplitude_uv": "float64",
-    "latency_ms": "float64",
-    "area_uv_ms": "float64",
-    "background_rms_uv": "float64",
-    "peak_time_ms": "float64",
-    "detected": "bool",
-    "rejected": "bool",
-    "reject_reason": "text",
-}
-assert tuple(TRIAL_COLUMN_KINDS) == TRIAL_COLUMNS
 
 #: The small appendable tables other than /trials: path -> ((column, kind), ...).
 FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -54,13 +32,8 @@ FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "events": (("time_s", "float64"), ("kind", "text"), ("detail", "text")),
 }
 
-#: Stored unit of EMG data, and the factor from each accepted source unit to it.
+#: Stored unit of EMG data (format version 1 converted voltages to it).
 STORED_UNIT = "µV"
-_TO_UV = {
-    "v": 1e6, "volt": 1e6, "volts": 1e6,
-    "mv": 1e3, "millivolt": 1e3, "millivolts": 1e3,
-    "uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts": 1.0,
-}
 
 #: Fill values used when an appended batch lacks a declared column.
 FILL = {"float64": math.nan, "int64": -1, "bool": False, "text": ""}
@@ -88,10 +61,8 @@ def unit_scale(unit: str) -> tuple[float, str]:
     Voltages (V, mV, µV) become µV; any other unit (e.g. a trigger channel's "" or
     "a.u.") is stored unchanged with factor 1.
     """
-    key = str(unit).strip().lower().replace(" ", "")
-    if key in _TO_UV:
-        return _TO_UV[key], STORED_UNIT
-    return 1.0, str(unit)
+    scale = scale_to_uv(unit)
+    return (1.0, str(unit)) if scale is None else (scale, STORED_UNIT)
 
 
 class RecordExistsError(MepkitError, FileExistsError):

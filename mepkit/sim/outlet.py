@@ -255,11 +255,8 @@ class SimulatedAmplifier:
 
     def _check_error(self) -> None:
         if self.error is not None:
-            from mepkit.config import RAISE_BACKGROUND_ERRORS
-
             err, self.error = self.error, None
-            if RAISE_BACKGROUND_ERRORS:
-                raise RuntimeError(f"the simulated amplifier {self.source_id} failed") from err
+            raise RuntimeError(f"the simulated amplifier {self.source_id} failed") from err
 
     # ------------------------------------------------------------ clock
     @property

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from mepkit.errors import FileFormatError, StreamNotFoundError
-from mepkit.sources.xdf import Recording
+from mepkit.sources.recording import Recording
 
 __all__ = ["recording_from_record", "pick_emg_stream"]
 
@@ -40,33 +40,39 @@ def recording_from_record(path: str | os.PathLike, *, emg_stream: str | None = N
                           record=None) -> Recording:
     """Open a record (finished, live or crashed) for replay through the Pipeline.
 
-    The returned ``Recording.data`` is the record's h5py dataset (read in chunks); the
-    record stays open as ``Recording.source`` until the Recording is dropped.
+    ``Recording.data`` reads row slices from the file on demand, in the stream's stored
+    units and dtype; the record stays open as ``Recording.source`` until the Recording is
+    closed (``with recording_from_record(path) as rec: ...``).
     """
     from mepkit.records import open_record
 
     rec = record if record is not None else open_record(path)
+    try:
+        return _recording(rec, emg_stream)
+    except BaseException:
+        if record is None:
+            rec.close()
+        raise
+
+
+def _recording(rec, emg_stream: str | None) -> Recording:
     stream = pick_emg_stream(rec, emg_stream)
     if stream.n_samples == 0:
         raise FileFormatError(f"{rec.path}: stream {stream.name!r} has no samples")
     if not (np.isfinite(stream.nominal_srate_hz) and stream.nominal_srate_hz > 0):
         raise FileFormatError(f"{rec.path}: stream {stream.name!r} has no regular sampling rate")
-    warnings = list(rec.warnings)
     times = np.asarray(rec.markers.times, dtype=np.float64)
-    values = [str(v) for v in rec.markers.values]
-    data = _LazyRows(stream)
-    out = Recording(
-        path=rec.path, sfreq_hz=stream.nominal_srate_hz, data=data,
+    return Recording(
+        path=rec.path, sfreq_hz=stream.nominal_srate_hz, data=_LazyRows(stream),
         timestamps=np.asarray(stream.timestamps, dtype=np.float64),
         channel_labels=list(stream.channel_labels), units=list(stream.units),
-        marker_times=times, marker_values=values,
+        marker_times=times, marker_values=[str(v) for v in rec.markers.values],
         emg_stream={"name": stream.name, "type": stream.type, "source_id": stream.source_id,
                     "nominal_srate": stream.nominal_srate_hz,
                     "channel_count": stream.n_channels, "n_samples": stream.n_samples},
         marker_stream={"name": rec.marker_stream} if len(times) else None,
-        warnings=warnings, params=rec.params, source=rec,
+        warnings=list(rec.warnings), params=rec.params, source=rec,
     )
-    return out
 
 
 class _LazyRows:

@@ -12,80 +12,16 @@ import io
 import logging
 import os
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mepkit.errors import FileFormatError, StreamNotFoundError
-from mepkit.units import scale_to_uv
+from mepkit.sources.recording import Recording
 
-__all__ = ["Recording", "read_xdf", "channel_scales"]
+__all__ = ["read_xdf"]
 
 logger = logging.getLogger("mepkit.xdf")
-
-
-@dataclass
-class Recording:
-    """An EMG stream with its pulse markers, ready to replay through a Pipeline."""
-
-    path: str
-    sfreq_hz: float
-    data: np.ndarray  # (n_samples, n_channels), in the stream's own units
-    timestamps: np.ndarray  # (n_samples,), s, EMG clock
-    channel_labels: list[str]
-    units: list[str]
-    marker_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    marker_values: list[str] = field(default_factory=list)
-    emg_stream: dict[str, Any] = field(default_factory=dict)
-    marker_stream: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-    #: Parameters stored with the recording (mepkit records), else None.
-    params: Any = None
-    #: An open file object the data are read from lazily (mepkit records), else None.
-    source: Any = None
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.timestamps[-1] - self.timestamps[0]) if len(self.timestamps) else 0.0
-
-    @property
-    def description(self) -> str:
-        """The source stream's description as stored (XML for XDF)."""
-        return str(self.emg_stream.get("xml", ""))
-
-
-def channel_scales(labels: list[str], units: list[str], *, unit_override: str | None = None,
-                   source: str = "", skip: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """Per-channel factors to µV from unit strings; returns (scales, warnings).
-
-    A missing unit is taken as µV with a warning; an unknown unit is an error
-    that suggests ``--unit``. The channel named ``skip`` (a TTL trigger) is not checked.
-    """
-    notes: list[str] = []
-    if unit_override is not None:
-        s = scale_to_uv(unit_override)
-        if s is None:
-            raise ValueError(f"unknown unit {unit_override!r}; use V, mV or uV")
-        return np.full(len(labels), s), notes
-    scales = np.ones(len(labels))
-    missing = []
-    for i, (label, unit) in enumerate(zip(labels, units)):
-        if label == skip:
-            continue
-        if not unit:
-            missing.append(label)
-            continue
-        s = scale_to_uv(unit)
-        if s is None:
-            raise FileFormatError(
-                f"{source}: channel {label!r} has unit {unit!r}, which is not a voltage mepkit "
-                f"knows (V, mV, uV); pass --unit to say what it is")
-        scales[i] = s
-    if missing:
-        notes.append(f"{source}: no unit in the stream metadata for channel(s) "
-                     f"{', '.join(missing)}; assuming microvolts (override with --unit)")
-    return scales, notes
 
 
 # ---------------------------------------------------------------------- file structure

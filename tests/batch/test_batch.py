@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mepkit.batch import AnalyzeOptions, analyze_file, analyze_files
+from mepkit.batch import analyze_file, analyze_files
 from mepkit.convert import convert_xdf
 from mepkit.records import open_record
 from mepkit.sim.sample import make_sample_session
@@ -37,16 +37,19 @@ def test_xdf_to_record_to_analyze_equals_xdf(files):
     same(analyze_file(h5), analyze_file(paths[0]))
 
 
-def test_record_trials_equal_reanalysis_with_stored_params(files):
+def test_record_trials_equal_reanalysis_with_stored_params(files, caplog):
     _, _, h5 = files
-    rec = open_record(h5)
-    stored = rec.trials
-    again = analyze_file(h5, options=AnalyzeOptions(record_params=True))
+    with open_record(h5) as rec:
+        stored = rec.trials
+    again = analyze_file(h5)  # the record's own parameters, by default
     cols = [c for c in again.columns if c != "file"]
     assert len(stored) == len(again) > 0
     pd.testing.assert_frame_equal(stored[cols].reset_index(drop=True),
                                   again[cols].reset_index(drop=True), check_dtype=False)
-    rec.close()
+    assert "other than those stored" not in caplog.text
+    other = analyze_file(h5, detection_threshold_uv=5000.0)  # allowed, and said
+    assert "detection_threshold_uv 50.0 -> 5000.0" in caplog.text
+    assert not other.detected.any() and again.detected.any()
 
 
 def test_damaged_trials_table_still_reanalysed_from_raw(files, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mepkit.batch import AnalyzeOptions, analyze_file
+from mepkit.batch import analyze_file
 from mepkit.errors import FileFormatError, MepkitError, StreamNotFoundError
 from mepkit.io.xdf_write import XdfStream, write_xdf
 from mepkit.sim.emg import synthesize_recording
@@ -57,7 +57,7 @@ def test_units_from_metadata(tmp_path):
     np.testing.assert_allclose(mv.amplitude_uv, uv.amplitude_uv, rtol=1e-4)
     np.testing.assert_allclose(v.amplitude_uv, uv.amplitude_uv, rtol=1e-4)
     over = analyze_file(write(tmp_path, "wrong.xdf", [emg_stream(data / 1000, ts, unit="uV"), m]),
-                        options=AnalyzeOptions(unit="mV"))
+                        unit="mV")
     np.testing.assert_allclose(over.amplitude_uv, uv.amplitude_uv, rtol=1e-4)
     assert (uv.intensity_pct_mso == 60).all()
     assert uv.amplitude_uv.iloc[0] == pytest.approx(800, rel=0.05)
@@ -143,7 +143,7 @@ def test_truncated_file_is_analysed_up_to_the_cut(tmp_path, caplog):
 def test_bad_input_one_line_error(tmp_path, case, error, match):
     data, ts, stims = recording(2)
     m = marker_stream(stims, ["p", "p"])
-    opts = AnalyzeOptions()
+    opts = {}
     path = tmp_path / f"{case}.xdf"
     if case == "not_xdf":
         path.write_text("hello, this is a CSV,1,2,3\n")
@@ -155,20 +155,20 @@ def test_bad_input_one_line_error(tmp_path, case, error, match):
         write_xdf(path, [emg_stream(data, ts, type="EEG"), m])
     elif case == "named_absent":
         write_xdf(path, [emg_stream(data, ts), m])
-        opts = AnalyzeOptions(emg_stream="Nope")
+        opts = dict(emg_stream="Nope")
     elif case == "empty_emg":
         write_xdf(path, [emg_stream(np.zeros((0, 1)), np.zeros(0)), m])
     elif case == "no_markers":
         write_xdf(path, [emg_stream(data, ts)])
     elif case == "trigger_absent":
         write_xdf(path, [emg_stream(data, ts)])
-        opts = AnalyzeOptions(trigger_channel="TRIG")
+        opts = dict(trigger_channel="TRIG")
     elif case == "bad_unit":
         write_xdf(path, [emg_stream(data, ts, unit="furlongs"), m])
     elif case == "string_emg":
         write_xdf(path, [marker_stream(stims, ["a", "b"], name="E", type="EMG"), m])
     with pytest.raises(error, match=match) as info:
-        analyze_file(str(path), options=opts)
+        analyze_file(str(path), **opts)
     msg = str(info.value)
     assert "\n" not in msg and str(path) in msg
 
@@ -180,13 +180,13 @@ def test_shared_example_files(shared_xdf):
             analyze_file(str(shared_xdf / name))
     # told which stream to use, the clock-reset file is read (EEG as 'EMG', 175 markers)
     out = analyze_file(str(shared_xdf / "clock_resets.xdf"),
-                       options=AnalyzeOptions(emg_stream="BioSemi", marker_stream="MyMarkerStream"))
+                       emg_stream="BioSemi", marker_stream="MyMarkerStream")
     assert out.trial.nunique() == 175 and out.channel.nunique() == 8
     assert set(out.reject_reason) <= {"", "gap", "invalid", "background", "clipped"}
     with pytest.raises(FileFormatError, match="no samples"):
         analyze_file(str(shared_xdf / "empty_streams.xdf"),
-                     options=AnalyzeOptions(emg_stream="Empty data stream: test stream 0 counter",
-                                            artifact_triggers=True))
+                     emg_stream="Empty data stream: test stream 0 counter",
+                     artifact_triggers=True)
 
 
 def cli(*args, cwd=None):
@@ -245,6 +245,14 @@ def test_cli_ttl_channel_and_marker_filter(tmp_path):
     ttl_out = tmp_path / "ttl.csv"
     r = cli("analyze", str(xdf), "--trigger-channel", "TRIG", "-o", str(ttl_out))
     assert r.returncode == 0, r.stderr
+    # the same channel by index, on the command line and in Python
+    idx_out = tmp_path / "idx.csv"
+    assert cli("analyze", str(xdf), "--trigger-channel", "2", "-o", str(idx_out)).returncode == 0
+    pd.testing.assert_frame_equal(pd.read_csv(idx_out), pd.read_csv(ttl_out))
+    by_index = analyze_file(str(xdf), trigger_channel=2)
+    np.testing.assert_array_equal(by_index.amplitude_uv, pd.read_csv(ttl_out).amplitude_uv)
+    r = cli("analyze", str(xdf), "--trigger-channel", "7")
+    assert r.returncode == 1 and "index 7 out of range" in r.stderr
     mk_out = tmp_path / "mk.csv"
     assert cli("analyze", str(xdf), "-o", str(mk_out)).returncode == 0
     a, b = pd.read_csv(ttl_out), pd.read_csv(mk_out)

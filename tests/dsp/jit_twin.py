@@ -55,7 +55,7 @@ def results() -> dict[str, np.ndarray]:
     ep = rng.normal(0, 5, (4, 2, 1501))
     ep[:, :, 1100:1150] += np.hanning(50) * 900.0
     ep[2, 1, 600] = np.inf  # in the background window: invalid
-    r = measure_epochs(ep, 5000.0, Params(), t0_ms=np.array([-200.0, -200.1, -199.9, -200.0]))
+    r = measure_epochs(ep, 5000.0, Params(), tmin_s=np.array([-0.2, -0.2001, -0.1999, -0.2]))
     for k, v in r.items():
         out["epochs_" + k] = np.asarray(v, dtype=float)
     f = StreamingFilter(design_monitor_filter(5000.0, Params()), 2)

@@ -33,7 +33,7 @@ def epoch(amplitude_uv=1000.0, latency_ms=22.0, *, noise_uv=0.0, line_uv=0.0, dr
 
 def run(x, params=Params(), **kw):
     r = measure_epochs(np.atleast_2d(x)[:, None, :] if np.ndim(x) == 1 else x, FS, params,
-                       t0_ms=TMIN_MS, **kw)
+                       tmin_s=TMIN_MS / 1000, **kw)
     return {k: v[0, 0] for k, v in r.items()}
 
 
@@ -117,7 +117,7 @@ def test_nan_gap_clipping_flags():
 def test_short_pre_stimulus_shortens_background():
     x = epoch(500.0, noise_uv=4.0, line_uv=30.0)
     keep = T_MS >= -50.0
-    r = measure_epochs(x[keep][None, None, :], FS, Params(), t0_ms=T_MS[keep][0])
+    r = measure_epochs(x[keep][None, None, :], FS, Params(), tmin_s=T_MS[keep][0] / 1000)
     assert r["amplitude_uv"][0, 0] == pytest.approx(500.0, rel=0.05)
     assert r["background_rms_uv"][0, 0] < 6.0
 
@@ -137,7 +137,7 @@ def test_kernel_equals_numpy_twin(rng):
             x = np.clip(x, -150, 150)
         trials.append(x)
     ep = np.stack(trials).reshape(12, 2, N)
-    got = measure_epochs(ep, FS, params, t0_ms=TMIN_MS)
+    got = measure_epochs(ep, FS, params, tmin_s=TMIN_MS / 1000)
     ref = naive.measure_epochs(ep, FS, params, tmin_ms=TMIN_MS)
     for key in ("amplitude_uv", "latency_ms", "area_uv_ms", "background_rms_uv", "peak_time_ms"):
         np.testing.assert_allclose(got[key], ref[key], rtol=1e-7, atol=1e-6, equal_nan=True,
@@ -156,9 +156,9 @@ def test_trials_measured_together_equal_each_alone():
     # windows whose lengths are not whole samples: their starts and ends move apart
     params = Params(background_window_ms=(-100.07, -4.93), response_window_ms=(15.03, 49.91))
     t0 = TMIN_MS + np.linspace(0.0, 0.199, 12)
-    together = measure_epochs(eps, FS, params, t0_ms=t0)
+    together = measure_epochs(eps, FS, params, tmin_s=t0 / 1000)
     for k in range(12):
-        alone = measure_epochs(eps[k:k + 1], FS, params, t0_ms=t0[k])
+        alone = measure_epochs(eps[k:k + 1], FS, params, tmin_s=t0[k] / 1000)
         for key in alone:
             np.testing.assert_array_equal(together[key][k], alone[key][0], err_msg=key)
 
@@ -169,8 +169,8 @@ def test_parallel_blocks_equal_serial_kernel():
 
     eps = np.stack([epoch([0.0, 70.0, 900.0][k % 3], 20.0 + k % 5, noise_uv=4.0, line_uv=30.0,
                           artifact_uv=5000.0, seed=k) for k in range(130)]).reshape(65, 2, N)
-    par = measure_epochs(eps, FS, Params(), t0_ms=TMIN_MS)  # >= 64 trials: parallel path
+    par = measure_epochs(eps, FS, Params(), tmin_s=TMIN_MS / 1000)  # >= 64 trials: parallel path
     rows = np.ascontiguousarray(eps.transpose(0, 2, 1)).reshape(-1, 2)
-    ser = measure_rows(rows, np.arange(65) * N, N, FS, Params(), t0_ms=TMIN_MS)
+    ser = measure_rows(rows, np.arange(65) * N, N, FS, Params(), tmin_ms=TMIN_MS)
     for key in par:
         np.testing.assert_array_equal(par[key], ser[key], err_msg=key)

@@ -246,3 +246,42 @@ def test_docs_protocol_example_runs(tmp_path, monkeypatch):
 
     with open_record(tmp_path / "s01-threshold.h5") as r:
         assert r.closed_cleanly and r.trials["trial"].nunique() >= 20
+
+
+def test_acquisition_error_reaches_the_caller(tmp_path):
+    """An error in the acquisition thread is raised by trials(), wait() and the with block,
+    and the record is closed with what was measured (no environment variable needed)."""
+    from mepkit.live import LiveSession
+    from mepkit.records import open_record
+
+    class Boom(RuntimeError):
+        pass
+
+    def on_trial(trial):
+        if trial.index == 2:
+            raise Boom("callback failed on trial 2")
+
+    sid = new_source_id()
+    name = f"err-{sid[-8:]}"
+    out = tmp_path / "err.h5"
+    proc = start_outlet(tmp_path / "truth.jsonl", sid, "--duration", "6", name=name,
+                        markers_name=f"{name}-m")
+    try:
+        seen = []
+        with pytest.raises(Boom, match="trial 2"):
+            with LiveSession(emg=name, markers=f"{name}-m", source_id=sid,
+                             marker_source_id=sid + "-markers", on_trial=on_trial,
+                             record_path=out) as session:
+                with pytest.raises(Boom):
+                    for trial in session.trials(timeout=20):
+                        seen.append(trial.index)
+                with pytest.raises(Boom):
+                    session.wait(5)
+                assert not session.running
+        assert seen[:2] == [0, 1]
+    finally:
+        stop_process(proc)
+    with open_record(out) as rec:
+        assert rec.closed_cleanly and rec.trials["trial"].nunique() >= 2
+        stop = rec.events[rec.events["kind"] == "stop"]
+        assert "trial 2" in stop["detail"].iloc[0]

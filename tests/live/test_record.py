@@ -248,3 +248,29 @@ def test_record_virtual_subject_matches_ground_truth(tmp_path):
                     agree += bool(row["detected"]) == (amp_uv > 100)
     assert total >= 50
     assert agree / total >= 0.98, f"detection agreement {agree}/{total}"
+
+
+def test_record_stops_with_one_line_when_the_disk_is_full(tmp_path):
+    """A write error in the acquisition thread (here: the file-size limit, as a full disk):
+    one clear line, the record closed as far as it can be, a non-zero exit."""
+    import resource
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    sid = new_source_id()
+    name = f"full-{sid[-8:]}"
+    out = tmp_path / "full.h5"
+    outlet = start_outlet(tmp_path / "t.jsonl", sid, "--duration", "30", "--channels", "8",
+                          name=name, markers_name=f"{name}-m")
+    try:
+        res = subprocess.run(record_cmd(out, sid, name, "--duration", "25"), capture_output=True,
+                             text=True, timeout=45, preexec_fn=small_files)
+    finally:
+        stop_process(outlet)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if "error: the session stopped early" in ln]
+    assert len(errors) == 1 and str(out) in errors[0]
+    assert out.exists()

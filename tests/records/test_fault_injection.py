@@ -1,6 +1,6 @@
 """Kill a record writer with SIGKILL at random moments; every crashed file must read back.
 
-The writer (`mepkit.records._soak_writer`) appends 16 channels at 5 kHz in 50-sample
+The writer (`tests/soak_writer.py`) appends 16 channels at 5 kHz in 50-sample
 chunks, every value a known function of the sample index, and a trial row, a marker and
 a protocol step every 0.2 s. It prints what it appended and when, so after the kill we
 know what must be on disk: everything appended more than `MAX_LOSS_S` before the kill.
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from mepkit.records import open_record
-from mepkit.records._soak_writer import (
+import soak_writer  # noqa: E402
+from soak_writer import (
     expected_samples, expected_timestamps, expected_trial,
 )
 
@@ -30,7 +31,7 @@ SEED = int(os.environ.get("MEPKIT_FAULT_SEED", "20240601"))
 
 def start_writer(path, *extra):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mepkit.records._soak_writer", str(path), *extra],
+        [sys.executable, soak_writer.__file__, str(path), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("READY"):

@@ -21,7 +21,8 @@ from mepkit.records import (
     FORMAT_VERSION, RecordExistsError, RecordNotFoundError, RecordWriter, format_info,
     open_record,
 )
-from mepkit.records._soak_writer import expected_samples, expected_timestamps, expected_trial
+import soak_writer  # noqa: E402
+from soak_writer import expected_samples, expected_timestamps, expected_trial
 
 
 def trial_row(k, channel, **extra):
@@ -257,7 +258,7 @@ def test_tables_cut_to_rows_complete_in_every_column(tmp_path):
 
 
 def soak_cmd(path, *extra):
-    return [sys.executable, "-m", "mepkit.records._soak_writer", str(path), *extra]
+    return [sys.executable, soak_writer.__file__, str(path), *extra]
 
 
 def start_soak(path, *extra):

@@ -1,6 +1,6 @@
 """A record writer fed a deterministic stream, for fault-injection tests and soak runs.
 
-``python -m mepkit.records._soak_writer PATH [--channels 16] [--srate 5000] [--chunk 50]
+``python tests/soak_writer.py PATH [--channels 16] [--srate 5000] [--chunk 50]
 [--trial-every 0.2] [--duration S] [--signals]``
 
 Appends ``chunk``-sample blocks at real-time pace; every value is a function of the
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from mepkit.params import Params
     from mepkit.records.writer import RecordWriter
 
-    ap = argparse.ArgumentParser(prog="mepkit.records._soak_writer")
+    ap = argparse.ArgumentParser(prog="soak_writer.py")
     ap.add_argument("path")
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--srate", type=float, default=5000.0)

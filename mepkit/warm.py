@@ -3,7 +3,7 @@
 The first use of a kernel in a fresh installation compiles it, which takes seconds; a
 live session should not pay that at its first pulse, and several processes started at
 once (a test run, a batch on Dask) should not all compile the same kernels. Run
-``python -m mepkit.dsp.warm`` once after installing; later processes load the cache.
+``python -m mepkit.warm`` once after installing; later processes load the cache.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def compile_all() -> float:
     Pipeline(p, sfreq_hz=5000.0, channel_labels=["a", "t"], trigger_channel="t",
              artifact_triggers=True)
     n = 4000
-    measure_rows(np.zeros((n, 64)), np.zeros(1, dtype=np.int64), n, 20000.0, p, t0_ms=-110.0)
+    measure_rows(np.zeros((n, 64)), np.zeros(1, dtype=np.int64), n, 20000.0, p, tmin_ms=-110.0)
     # exported epochs: trial blocks in parallel (and the serial path for few trials)
     analyze_epochs(np.zeros((64, 2, 1500)), 5000.0, -0.2)
     analyze_epochs(np.zeros((2, 2, 1500)), 5000.0, -0.2)
