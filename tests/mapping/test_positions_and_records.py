@@ -65,12 +65,12 @@ def rows_for(subject, grid, intensity, hemisphere, rng):
 
 def test_map_per_record_with_navigated_positions(tmp_path):
     """Trials in a real HDF5 record, positions scattered ~1 mm around the grid sites as with
-    neuronavigation, z_mm as an extra trial column: one map per hemisphere."""
+    neuronavigation, with z_mm: one map per hemisphere."""
     s = VirtualSubject.from_preset("healthy", seed=5, muscles=("FDI",))
     g = parse_grid("7x7@10")
     rng = np.random.default_rng(5)
     path = tmp_path / "map.h5"
-    w = RecordWriter(path, trial_columns={"z_mm": float})
+    w = RecordWriter(path)
     w.start()
     for h in ("left", "right"):
         w.append_trials(rows_for(s, g, 1.15 * s.true_rmt(h), h, rng))
@@ -86,3 +86,17 @@ def test_map_per_record_with_navigated_positions(tmp_path):
         assert len(m.cog_mm) == 3 and abs(m.cog_mm[2] - 60.0) < 1.0
         hx, hy = s.hotspot(h)
         assert math.hypot(m.cog_mm[0] - hx, m.cog_mm[1] - hy) < 3.0
+
+
+def test_z_mm_reaches_the_trial_table():
+    """A marker's z_mm lands in the trial table's z_mm column (analyze_epochs, the row builder
+    every table and record uses); a marker without it gives NaN."""
+    from mepkit import analyze_epochs
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(0.0, 3.0, (2, 1, 1000))  # 2 trials, 1 channel, 200 ms at 5 kHz
+    table = analyze_epochs(data, 5000.0, -0.11,
+                           stim=['{"intensity": 50, "x_mm": 1, "y_mm": 2, "z_mm": 63.5}',
+                                 '{"intensity": 50, "x_mm": 1, "y_mm": 2}'])
+    assert "z_mm" in TRIAL_COLUMNS
+    assert table["z_mm"].iloc[0] == 63.5 and math.isnan(table["z_mm"].iloc[1])
