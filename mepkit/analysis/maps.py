@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mepkit.analysis._checks import AnalysisError
 from mepkit.analysis.grids import Grid, GridError, parse_grid
 from mepkit.errors import UsageError
 
@@ -57,7 +58,7 @@ N_BOOT_REINTERPOLATED = 200
 LATTICE_MM = 1.0
 
 
-class MapError(UsageError, ValueError):
+class MapError(AnalysisError, UsageError):
     """Map input that cannot give the asked metric (missing positions, too few sites)."""
 
 
