@@ -350,8 +350,9 @@ def map_metrics(
 
     Parameters
     ----------
-    x_mm, y_mm : array_like (n_trials,)
-        Coil position of each trial; NaN where the trial has only a ``site`` name.
+    x_mm, y_mm : array_like (n_trials,) or None
+        Coil position of each trial; NaN where the trial has only a ``site`` name (None:
+        no positions, every trial names its site).
     amplitude_uv : array_like (n_trials,)
         Peak-to-peak MEP amplitude (0 for no MEP; NaN: not measured, excluded).
     z_mm : array_like (n_trials,), optional
@@ -407,8 +408,8 @@ def map_metrics(
     """
     amp = _float_array(amplitude_uv, "amplitude_uv")
     n = amp.size
-    x = _float_array(x_mm, "x_mm", n)
-    y = _float_array(y_mm, "y_mm", n)
+    x = np.full(n, np.nan) if x_mm is None else _float_array(x_mm, "x_mm", n)
+    y = np.full(n, np.nan) if y_mm is None else _float_array(y_mm, "y_mm", n)
     z = None if z_mm is None else _float_array(z_mm, "z_mm", n)
     if z is not None and not np.isfinite(z).any():
         z = None

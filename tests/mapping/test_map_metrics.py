@@ -116,6 +116,8 @@ def test_named_sites_resolve_through_the_grid():
     m = map_metrics(nan, nan, a, site=names, grid="2x2@10", n_boot=0)
     ref = map_metrics(x, y, a, grid="2x2@10", n_boot=0)
     assert m.cog_mm == pytest.approx(ref.cog_mm) and m.area_mm2 == ref.area_mm2
+    only_sites = map_metrics(None, None, a, site=names, grid="2x2@10", n_boot=0)
+    assert only_sites.cog_mm == pytest.approx(ref.cog_mm)
     with pytest.raises(GridError, match="no grid definition"):
         map_metrics(nan, nan, a, site=names)
     with pytest.raises(GridError, match=r"trial 2: unknown site 'hand'"):
