@@ -13,7 +13,9 @@ from mepkit.params import TRIAL_COLUMNS, Params
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
     "analyze_file", "read_xdf", "open_record", "LiveSession", "make_hunter",
-    "RecruitmentProtocol", "__version__",
+    "RecruitmentProtocol", "estimate_threshold", "estimate_thresholds", "fit_recruitment",
+    "fit_recruitment_curves", "hemispheric_excitability", "map_metrics", "make_hotspot_search",
+    "__version__",
 ]
 
 try:
@@ -34,6 +36,13 @@ _LAZY = {
     "LiveSession": "mepkit.live",
     "make_hunter": "mepkit.protocols.threshold",
     "RecruitmentProtocol": "mepkit.protocols.recruitment",
+    "estimate_threshold": "mepkit.analysis",
+    "estimate_thresholds": "mepkit.analysis",
+    "fit_recruitment": "mepkit.analysis",
+    "fit_recruitment_curves": "mepkit.analysis",
+    "hemispheric_excitability": "mepkit.analysis",
+    "map_metrics": "mepkit.analysis.maps",
+    "make_hotspot_search": "mepkit.protocols.mapping",
 }
 
 

@@ -79,7 +79,8 @@ def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
         s = t.stim
         for key, value in (("file", file), ("trial", t.index), ("label", s.label),
                            ("intensity_pct_mso", s.intensity_pct_mso), ("x_mm", s.x_mm),
-                           ("y_mm", s.y_mm), ("site", s.site), ("hemisphere", s.hemisphere),
+                           ("y_mm", s.y_mm), ("z_mm", s.z_mm), ("site", s.site),
+                           ("hemisphere", s.hemisphere),
                            ("condition", s.condition)):
             cols[key].extend([value] * n)
         for key in per_trial:
