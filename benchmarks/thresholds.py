@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import sys
 import time
 import zlib
@@ -293,7 +294,10 @@ def _run(args: argparse.Namespace, pool) -> int:
     if not args.no_figure:
         figure(results, args.figure)
         print(f"\nfigure: {args.figure}")
-    print(f"total {time.perf_counter() - t_start:.1f} s with {args.jobs} process(es)")
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF,
+              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+    print(f"total {time.perf_counter() - t_start:.1f} s with {args.jobs} process(es), "
+          f"{cpu:.0f} s of CPU")
     if missed:
         print("\nFLOORS MISSED:\n  " + "\n  ".join(missed))
         return 1
