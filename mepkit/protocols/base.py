@@ -7,9 +7,11 @@ with `Protocol.observe_stimulus`. Every step is kept in `Protocol.steps` so a ru
 store it in the record's protocol tables.
 
 Specialised protocols add the spelling of their own domain on top of this shape:
-threshold hunters ``next_intensity()`` / ``observe(intensity_pct_mso, amplitude_uv,
-rejected=False)``; spatial searches ``next_position()`` / ``observe(x_mm, y_mm,
-amplitude_uv, rejected=False)``.
+protocols that vary only the intensity (`IntensityProtocol`: threshold hunters,
+recruitment curves) ``next_intensity()`` / ``observe(intensity_pct_mso, amplitude_uv,
+rejected=False)`` with a ``max_pulses`` limit; spatial searches ``next_position()`` /
+``observe(x_mm, y_mm, amplitude_uv, rejected=False)``. `check_intensity` and
+`check_number` validate what they are given with errors that name the value.
 """
 
 from __future__ import annotations

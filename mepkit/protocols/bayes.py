@@ -1,32 +1,35 @@
 """Bayesian adaptive threshold hunting from MEP amplitudes (method ``'bayes'``).
 
 The hunter keeps a posterior over a grid of four parameters of its own model of the
-subject (written for the hunter, independent of `mepkit.sim`):
+subject (written for the hunter from the description below, not taken from `mepkit.sim`):
 
-* threshold ``T`` (%MSO): the intensity where the median MEP equals the criterion;
+* threshold ``T`` (%MSO): the intensity where the median MEP equals the criterion ``c``;
 * slope ``s`` (%MSO per e-fold of the median near threshold);
 * plateau ``M`` (µV) of the recruitment curve;
 * ``sigma``: the trial-to-trial SD of the log amplitude.
 
-Median MEP at intensity ``x``: the Boltzmann sigmoid through the criterion ``c`` at
-``T``,  ``m(x) = M / (1 + (M / c - 1) exp((T - x) / s))``. A trial's MEP is
-log-normal around it, ``ln A ~ N(ln m(x), sigma)``, and the measured peak-to-peak is
-the larger of the MEP and the background: ``a = max(A, N)``, ``ln N ~ N(ln noise_uv,
-noise_sd)``. So a large amplitude says much about ``T`` (through ``s``), an amplitude at
-the noise level says only "the MEP was smaller than that", and the hit/miss model of
-ML-PEST is the special case that keeps only ``a >= c``. A small share of trials
-(``lapse``) is taken to say nothing, so one odd amplitude cannot capture the posterior.
+Median MEP at intensity ``x``: the Boltzmann sigmoid through ``c`` at ``T``,
+``m(x) = M / (1 + (M / c - 1) exp((T - x) / s))``. A trial's MEP ``A`` is log-normal
+around it, ``ln A ~ N(ln m(x), sigma)``. The measured peak-to-peak is
+``a = max(A + d, N)``: the background adds ``d`` (half its own peak-to-peak) to an MEP's
+peak-to-peak, and alone it measures ``N``, ``ln N ~ N(ln noise_uv, noise_sd)``. So a
+large amplitude says much about ``T`` (through ``s``), one at the noise level says only
+"the MEP was smaller than the noise lets show", and the hit/miss model of ML-PEST is the
+special case that keeps only ``a >= c``. A small share of trials (``lapse``) is taken to
+say nothing, so one odd amplitude cannot capture the posterior.
 
 Population prior (options ``prior_*``): ``T`` normal (mean 50, SD 15 %MSO; mean 40 for
 the active threshold) mixed 9:1 with a flat prior over the whole grid (1-130 %MSO), so
 that thresholds far from the population, and subjects without MEPs, are still found;
 ``s`` log-normal (median 6 %MSO, log-SD 0.4); ``sigma`` log-normal (median 0.6, log-SD
-0.35); ``M`` 500, 1500 or 5000 µV, equally likely.
+0.35); ``M`` 800 or 4000 µV, equally likely.
 
-Each pulse goes to the posterior median of ``T`` (rounded to ``resolution_pct_mso``).
-The hunt stops when the central ``ci_level`` credible interval of ``T`` is no wider than
-``ci_width_pct_mso``, when ``T`` is above 100 %MSO with probability ``(1 + ci_level) /
-2`` ("no threshold up to 100 %MSO"), or at ``max_pulses``.
+Each pulse goes to the intensity that minimises the expected posterior variance of ``T``
+after its outcome (``placement='info'``; ``'median'``: the posterior median of ``T``),
+rounded to ``resolution_pct_mso``. The hunt stops when the central ``ci_level`` credible
+interval of ``T`` is no wider than ``ci_width_pct_mso``, when ``T`` is above 100 %MSO
+with probability ``(1 + ci_level) / 2`` ("no threshold up to 100 %MSO"), or at
+``max_pulses``. Procedure, defaults and their reasons: ``docs/methods.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 from scipy.special import log_ndtr, ndtr
 
 from mepkit.protocols.base import MAX_PCT_MSO, ProtocolError, check_number
-from mepkit.protocols.hunter import NO_THRESHOLD, ThresholdHunter
+from mepkit.protocols.hunter import NO_THRESHOLD, AdaptiveHunter
 
 __all__ = ["BayesHunter"]
 
@@ -85,7 +88,7 @@ def _log_normal_prior(grid: np.ndarray, median: float, log_sd: float) -> np.ndar
     return w - np.logaddexp.reduce(w)
 
 
-class BayesHunter(ThresholdHunter):
+class BayesHunter(AdaptiveHunter):
     """Bayesian adaptive threshold hunting with a population prior, from amplitudes.
 
     Parameters
@@ -104,17 +107,18 @@ class BayesHunter(ThresholdHunter):
     plateaus_uv : tuple of float
         Plateau values of the grid (equally likely); each must exceed the criterion.
     noise_uv : float, optional
-        Typical peak-to-peak of the background in the response window (µV); amplitudes
-        near it are "no MEP above this". Default 0.4 x criterion (20 µV at rest, 80 µV
-        during contraction).
+        Typical peak-to-peak of the background alone in the response window (µV); about
+        4.7 x the background RMS mepkit reports (``background_rms_uv``) for white noise.
+        Default 0.4 x criterion (20 µV at rest, 80 µV during contraction).
     noise_sd : float
         Log-SD of the background peak-to-peak.
     lapse : float
         Share of trials whose amplitude is taken to carry no information.
-    resolution_pct_mso : float
-        Proposed intensities are multiples of this (stimulators take whole %MSO).
+    placement : {'info', 'median'}
+        Next intensity: least expected posterior variance of the threshold, or its
+        posterior median.
     **common
-        See `ThresholdHunter`.
+        See `ThresholdHunter` and `AdaptiveHunter` (``resolution_pct_mso``).
     """
 
     name = "bayes"
@@ -123,16 +127,19 @@ class BayesHunter(ThresholdHunter):
     _S_GRID = np.geomspace(1.5, 20.0, 6)
     _SIGMA_GRID = np.geomspace(0.25, 1.3, 4)
     PLACEMENTS = ("info", "median")
+    #: Share of the background's peak-to-peak that adds to an MEP's measured peak-to-peak
+    #: (measured by mepkit on the virtual subject's EMG, 4 µV RMS: background alone 18.6 µV,
+    #: an MEP of 20-100 µV measured 9-11 µV larger).
+    _NOISE_ADDED = 0.5
 
-    def __init__(self, *, ci_width_pct_mso: float = 5.5,
+    def __init__(self, *, ci_width_pct_mso: float = 5.0,
                  prior_threshold_pct_mso: tuple[float, float] | None = None,
                  prior_flat_weight: float = 0.1,
                  prior_slope_pct_mso: tuple[float, float] = (6.0, 0.4),
                  prior_sigma: tuple[float, float] = (0.6, 0.35),
                  plateaus_uv: tuple[float, ...] = (800.0, 4000.0),
                  noise_uv: float | None = None, noise_sd: float = 0.3, lapse: float = 0.02,
-                 resolution_pct_mso: float = 1.0, placement: str = "info",
-                 **common: Any) -> None:
+                 placement: str = "info", **common: Any) -> None:
         super().__init__(**common)
         if placement not in self.PLACEMENTS:
             raise ProtocolError(f"placement must be one of {', '.join(self.PLACEMENTS)}, "
@@ -140,15 +147,15 @@ class BayesHunter(ThresholdHunter):
         self.placement = placement
         c = self.criterion_uv
         self.ci_width_pct_mso = check_number("ci_width_pct_mso", ci_width_pct_mso, low=0.0,
-                                        high=MAX_PCT_MSO, low_open=True)
+                                             high=MAX_PCT_MSO, low_open=True)
         if prior_threshold_pct_mso is None:
             prior_threshold_pct_mso = (40.0, 15.0) if self.active else (50.0, 15.0)
         t_mean, t_sd = _pair("prior_threshold_pct_mso", prior_threshold_pct_mso)
         check_number("prior_threshold_pct_mso mean", t_mean, low=0.0, high=MAX_PCT_MSO)
         check_number("prior_threshold_pct_mso SD", t_sd, low=0.0, low_open=True)
         self.prior_threshold_pct_mso = (t_mean, t_sd)
-        self.prior_flat_weight = check_number("prior_flat_weight", prior_flat_weight, low=0.0,
-                                         high=1.0)
+        self.prior_flat_weight = check_number("prior_flat_weight", prior_flat_weight,
+                                              low=0.0, high=1.0)
         s_med, s_lsd = _pair("prior_slope_pct_mso", prior_slope_pct_mso)
         check_number("prior_slope_pct_mso median", s_med, low=0.0, low_open=True)
         check_number("prior_slope_pct_mso log-SD", s_lsd, low=0.0, low_open=True)
@@ -172,8 +179,6 @@ class BayesHunter(ThresholdHunter):
                                 f"({c:g} µV): amplitudes below the noise cannot tell an MEP")
         self.noise_sd = check_number("noise_sd", noise_sd, low=0.0, high=3.0, low_open=True)
         self.lapse = check_number("lapse", lapse, low=0.0, high=0.5)
-        self.resolution_pct_mso = check_number("resolution_pct_mso", resolution_pct_mso,
-                                          low=0.0, high=10.0, low_open=True)
 
         # grid, shape (T, s, M, sigma)
         t = self._T_GRID
@@ -207,7 +212,7 @@ class BayesHunter(ThresholdHunter):
                 "prior_slope_pct_mso": list(self.prior_slope_pct_mso),
                 "prior_sigma": list(self.prior_sigma), "plateaus_uv": list(self.plateaus_uv),
                 "noise_uv": self.noise_uv, "noise_sd": self.noise_sd, "lapse": self.lapse,
-                "resolution_pct_mso": self.resolution_pct_mso, "placement": self.placement}
+                "placement": self.placement}
 
     # ---------------------------------------------------------------- model
     def _log_median(self, x: float) -> np.ndarray:
@@ -215,20 +220,27 @@ class BayesHunter(ThresholdHunter):
         return self._log_m - np.logaddexp(0.0, self._log_ratio + (self._t - x) / self._s)
 
     def log_likelihood(self, intensity_pct_mso: float, amplitude_uv: float) -> np.ndarray:
-        """Log-likelihood of one measured amplitude on the grid, shape (T, s, M, sigma)."""
+        """Log-likelihood of one measured amplitude on the grid, shape (T, s, M, sigma).
+
+        The measured peak-to-peak is ``max(A + d, N)``: the MEP ``A`` plus what the
+        background adds to its peaks (``d`` = half the background's own peak-to-peak
+        ``noise_uv``), or the background ``N`` alone when that is larger.
+        """
         mu = self._log_median(float(intensity_pct_mso))
         sig = self._sigma
-        ln_n, tau = math.log(self.noise_uv), self.noise_sd
-        if amplitude_uv < self.noise_uv * math.exp(-2.5 * tau):
-            # nothing above the background: the MEP was smaller than the noise
-            ll = _log_phi((ln_n - mu) / sig)
+        n0, tau = self.noise_uv, self.noise_sd
+        d = self._NOISE_ADDED * n0
+        if amplitude_uv < 0.6 * n0:
+            # nothing above the background: the MEP was smaller than the noise lets show
+            ll = _log_phi((math.log(n0 - d) - mu) / sig)
             floor = math.log(0.5)
         else:
             y = math.log(amplitude_uv)
-            za = (y - mu) / sig
-            zn = (y - ln_n) / tau
-            # density of ln max(A, N): A is the max and N below it, or the reverse
-            ll = np.logaddexp(-0.5 * za * za - self._log_sigma + float(log_ndtr(zn)),
+            za = (math.log(amplitude_uv - d) - mu) / sig
+            zn = (y - math.log(n0)) / tau
+            # density of ln max(A + d, N): the MEP is the larger and N below it, or the reverse
+            ll = np.logaddexp(-0.5 * za * za - self._log_sigma
+                              + (y - math.log(amplitude_uv - d) + float(log_ndtr(zn))),
                               -0.5 * zn * zn - math.log(tau) + _log_phi(za))
             ll -= _LOG_SQRT_2PI
             floor = -math.log(10.0)  # a lapse: ln a anywhere over ~10 nats
@@ -268,11 +280,9 @@ class BayesHunter(ThresholdHunter):
 
     # ---------------------------------------------------------------- hunter
     def _next(self) -> float:
-        r = self.resolution_pct_mso
         if self.placement == "info":
             return self._most_informative()
-        med = float(self._quantiles(0.5))
-        return round(med / r) * r
+        return self._round(float(self._quantiles(0.5)))
 
     def _most_informative(self, n_particles: int = 128, n_candidates: int = 10) -> float:
         """The candidate intensity that minimises the expected posterior variance of T.
@@ -299,7 +309,7 @@ class BayesHunter(ThresholdHunter):
         cands = np.arange(lo, hi + 1e-9, step)
         # (C, K): ln median of each particle at each candidate
         mu = log_m - np.logaddexp(0.0, log_ratio + (t[None, :] - cands[:, None]) / s)
-        edges = math.log(self.noise_uv) + 0.6 * np.arange(11)
+        edges = math.log((1.0 - self._NOISE_ADDED) * self.noise_uv) + 0.6 * np.arange(11)
         c = _phi((edges - mu[..., None]) / sig[:, None])  # (C, K, E)
         pb = np.diff(c, axis=2, prepend=0.0, append=1.0)  # (C, K, E + 1)
         p = pb.sum(1)

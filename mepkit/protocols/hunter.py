@@ -6,6 +6,7 @@ The methods are in `mepkit.protocols.staircase`, `mepkit.protocols.mlpest` and
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ from mepkit.protocols.base import (
 )
 
 __all__ = ["REST_CRITERION_UV", "ACTIVE_CRITERION_UV", "NO_THRESHOLD", "ThresholdEstimate",
-           "ThresholdHunter"]
+           "ThresholdHunter", "AdaptiveHunter"]
 
 #: Peak-to-peak criterion of the resting motor threshold (Rossini et al. 1994, 2015).
 REST_CRITERION_UV = 50.0
@@ -42,7 +43,7 @@ class ThresholdEstimate:
     threshold_pct_mso : float
         The threshold; NaN when none was found (``found`` False).
     ci_low_pct_mso, ci_high_pct_mso : float
-        Its interval; NaN when there is none.
+        Its interval; NaN when there is none (and when no threshold was found).
     ci_level : float or None
         Probability of the interval (0.90: a 90 % credible or likelihood interval).
         None for a ``'bracket'``: the tested levels the threshold was placed between,
@@ -170,7 +171,7 @@ class ThresholdHunter(IntensityProtocol):
         level, kind = r.pop("ci_level"), r.pop("interval")
         message = r.pop("message", "")
         if not found:
-            thr = math.nan
+            thr = lo = hi = math.nan
             message = message or NO_THRESHOLD
         elif not message:
             what = "bracket" if kind == "bracket" else f"{100 * level:g} % CI"
@@ -193,8 +194,29 @@ class ThresholdHunter(IntensityProtocol):
         return amplitude_uv >= self.criterion_uv
 
     # ---------------------------------------------------------------- for subclasses
+    @abc.abstractmethod
     def _finished(self) -> bool:
-        raise NotImplementedError
+        """The method's own stopping rule (checked after every counted trial)."""
 
+    @abc.abstractmethod
     def _result(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """``found``, ``threshold``, ``ci_low``, ``ci_high``, ``ci_level``, ``interval``,
+        optionally ``message``; any other key goes into `ThresholdEstimate.details`."""
+
+
+class AdaptiveHunter(ThresholdHunter):
+    """A hunter that may propose any intensity (not fixed levels): it rounds its choice to
+    ``resolution_pct_mso`` (stimulators take whole %MSO) and learns from any intensity
+    actually given."""
+
+    def __init__(self, *, resolution_pct_mso: float = 1.0, **common: Any) -> None:
+        super().__init__(**common)
+        self.resolution_pct_mso = check_number("resolution_pct_mso", resolution_pct_mso,
+                                               low=0.0, high=10.0, low_open=True)
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "resolution_pct_mso": self.resolution_pct_mso}
+
+    def _round(self, intensity: float) -> float:
+        r = self.resolution_pct_mso
+        return round(intensity / r) * r

@@ -13,12 +13,12 @@ from mepkit.protocols.base import (
     check_intensity,
     check_number,
 )
-from mepkit.protocols.hunter import NO_THRESHOLD, ThresholdHunter
+from mepkit.protocols.hunter import NO_THRESHOLD, AdaptiveHunter
 
 __all__ = ["MLPestHunter"]
 
 
-class MLPestHunter(ThresholdHunter):
+class MLPestHunter(AdaptiveHunter):
     """Maximum-likelihood PEST with a fixed relative spread (Awiszus 2003).
 
     Model: P(MEP >= criterion | I) = Phi((I - t) / (spread * t)), one parameter ``t``.
@@ -37,7 +37,7 @@ class MLPestHunter(ThresholdHunter):
 
     def __init__(self, *, n_trials: int = 20, spread: float = 0.07,
                  start_pct_mso: float | None = None, ceiling_misses: int = 5,
-                 resolution_pct_mso: float = 1.0, **common: Any) -> None:
+                 **common: Any) -> None:
         super().__init__(**common)
         self.n_trials = check_number("n_trials", n_trials, low=1, integer=True)
         if self.n_trials > self.max_pulses:
@@ -47,8 +47,6 @@ class MLPestHunter(ThresholdHunter):
         self.start_pct_mso = None if start_pct_mso is None else check_intensity(
             start_pct_mso, "start_pct_mso")
         self.ceiling_misses = check_number("ceiling_misses", ceiling_misses, low=1, integer=True)
-        self.resolution_pct_mso = check_number("resolution_pct_mso", resolution_pct_mso,
-                                          low=0.0, high=10.0, low_open=True)
         t = self._GRID
         self._loglik = self._loglik_of(t, MAX_PCT_MSO, True) + self._loglik_of(t, 0.0, False)
         self._n_hits = 0
@@ -56,29 +54,22 @@ class MLPestHunter(ThresholdHunter):
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "n_trials": self.n_trials, "spread": self.spread,
-                "start_pct_mso": self.start_pct_mso, "ceiling_misses": self.ceiling_misses,
-                "resolution_pct_mso": self.resolution_pct_mso}
+                "start_pct_mso": self.start_pct_mso, "ceiling_misses": self.ceiling_misses}
 
     def _loglik_of(self, t: np.ndarray, x: float, hit: bool) -> np.ndarray:
         z = (x - t) / (self.spread * t)
         return log_ndtr(z if hit else -z)
 
-    def _ml(self) -> tuple[float, float, float]:
-        """(estimate, plateau low, plateau high) of the maximum of the likelihood."""
+    def _ml(self) -> float:
+        """The maximum-likelihood threshold: the middle of the maximum when it is a plateau."""
         ll = self._loglik
         top = np.flatnonzero(ll >= ll.max() - 1e-6)
-        t = self._GRID
-        if top.size == 1:
-            return float(t[top[0]]), float(t[top[0]]), float(t[top[0]])
-        lo, hi = float(t[top[0]]), float(t[top[-1]])
-        return 0.5 * (lo + hi), lo, hi
+        return 0.5 * float(self._GRID[top[0]] + self._GRID[top[-1]])
 
     def _next(self) -> float:
         if self.n_counted == 0 and self.start_pct_mso is not None:
             return self.start_pct_mso
-        est = self._ml()[0]
-        r = self.resolution_pct_mso
-        return round(est / r) * r
+        return self._round(self._ml())
 
     def _take(self, intensity: float, amplitude_uv: float) -> None:
         hit = self.is_mep(amplitude_uv)
@@ -90,7 +81,7 @@ class MLPestHunter(ThresholdHunter):
         return self.n_counted >= self.n_trials or self._ceiling_run >= self.ceiling_misses
 
     def _result(self) -> dict[str, Any]:
-        est, _, _ = self._ml()
+        est = self._ml()
         ll = self._loglik
         drop = 0.5 * _chi2_1_quantile(self.ci_level)
         inside = np.flatnonzero(ll >= ll.max() - drop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -37,15 +38,17 @@ class _LevelHunter(ThresholdHunter):
         super().__init__(**common)
         self.start_pct_mso = check_intensity(start_pct_mso, "start_pct_mso")
         self.search_step_pct_mso = check_number("search_step_pct_mso", search_step_pct_mso,
-                                           low=0.0, high=MAX_PCT_MSO, low_open=True)
-        self.step_pct_mso = check_number("step_pct_mso", step_pct_mso, low=0.0, high=MAX_PCT_MSO,
-                                    low_open=True)
+                                                low=0.0, high=MAX_PCT_MSO, low_open=True)
+        self.step_pct_mso = check_number("step_pct_mso", step_pct_mso, low=0.0,
+                                         high=MAX_PCT_MSO, low_open=True)
         self.trials_per_level = check_number("trials_per_level", trials_per_level, low=1,
-                                        integer=True)
+                                             integer=True)
+        self._phase = "search"
         self._level = self.start_pct_mso
         self._hits = 0
         self._misses = 0
         self._tested: dict[float, tuple[int, int]] = {}  # level -> (hits, misses), finished
+        self._outcome = ""  # why the procedure ended without a threshold
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "start_pct_mso": self.start_pct_mso,
@@ -84,13 +87,19 @@ class _LevelHunter(ThresholdHunter):
         self._level = float(min(max(round(level, 6), 0.0), MAX_PCT_MSO))
 
     def _finished(self) -> bool:
-        return self._stopped
+        return self._stopped  # set by _stop as the levels are decided
 
+    def _stop(self, outcome: str = "") -> None:
+        self._outcome = outcome
+        self._stopped = True
+
+    @abc.abstractmethod
     def _verdict(self) -> bool | None:
-        raise NotImplementedError
+        """The current level's pass/fail once decided (None: keep testing it)."""
 
-    def _advance(self, verdict: bool) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _advance(self, passed: bool) -> None:
+        """Move on after the current level was decided."""
 
     def _levels(self) -> dict[str, Any]:
         return {"levels": {f"{lv:g}": {"hits": h, "misses": m}
@@ -115,11 +124,10 @@ class RossiniRothwellHunter(_LevelHunter):
     def __init__(self, *, min_hits: int = 5, **options: Any) -> None:
         super().__init__(**options)
         self.min_hits = check_number("min_hits", min_hits, low=1, high=self.trials_per_level,
-                                integer=True)
-        self._phase = "search"  # search -> confirm -> descend [-> refine]
+                                     integer=True)
+        # phases: search -> confirm -> descend [-> refine]
         self._lowest_pass = math.nan
         self._highest_fail = math.nan
-        self._result_state = ""
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "min_hits": self.min_hits}
@@ -165,25 +173,19 @@ class RossiniRothwellHunter(_LevelHunter):
             # a level already tested (a failed confirmation below the first pass): reuse it
             level, passed = self._level, known[0] >= self.min_hits
 
-    def _stop(self, state: str) -> None:
-        self._result_state = state
-        self._stopped = True
-
     def _result(self) -> dict[str, Any]:
-        found = self._stopped and self._result_state != "none" and \
-            math.isfinite(self._lowest_pass)
+        found = self._stopped and self._outcome != "none" and math.isfinite(self._lowest_pass)
         msg = ""
-        if self._result_state == "none":
+        if self._outcome == "none":
             msg = (f"{NO_THRESHOLD}: fewer than {self.min_hits} of {self.trials_per_level} "
                    f"MEPs >= {self.criterion_uv:g} µV at {MAX_PCT_MSO:g} %MSO")
         elif not self._stopped:
             msg = ("procedure not finished" + (
                 f" (lowest level passing so far {self._lowest_pass:g} %MSO)"
                 if math.isfinite(self._lowest_pass) else ""))
-        lo = self._highest_fail if found and self._highest_fail < self._lowest_pass else math.nan
-        return {"found": found, "threshold": self._lowest_pass, "ci_low": lo,
-                "ci_high": self._lowest_pass if found else math.nan, "ci_level": None,
-                "interval": "bracket", "message": msg, **self._levels()}
+        return {"found": found, "threshold": self._lowest_pass, "ci_low": self._highest_fail,
+                "ci_high": self._lowest_pass, "ci_level": None, "interval": "bracket",
+                "message": msg, **self._levels()}
 
 
 class MillsNithiHunter(_LevelHunter):
@@ -203,10 +205,9 @@ class MillsNithiHunter(_LevelHunter):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._phase = "search"  # search -> lower -> upper
+        # phases: search -> lower -> upper
         self.lower_pct_mso = math.nan
         self.upper_pct_mso = math.nan
-        self._state = ""
 
     def _verdict(self) -> bool | None:
         if self._phase == "search":
@@ -235,9 +236,7 @@ class MillsNithiHunter(_LevelHunter):
         if self._phase == "lower":
             if not passed:  # no MEP in n trials
                 if level >= MAX_PCT_MSO:
-                    self._state = "none"
-                    self._stopped = True
-                    return
+                    return self._stop("none")
                 self.lower_pct_mso = level
                 return self._start_upper(level)
             if level - self.step_pct_mso < 0:
@@ -248,10 +247,9 @@ class MillsNithiHunter(_LevelHunter):
         # upper
         if passed:
             self.upper_pct_mso = level
-            self._stopped = True
+            self._stop()
         elif level >= MAX_PCT_MSO:
-            self._state = "upper"
-            self._stopped = True
+            self._stop("upper")
         else:
             self._move(level + self.step_pct_mso)
 
@@ -263,18 +261,17 @@ class MillsNithiHunter(_LevelHunter):
         lo, hi = self.lower_pct_mso, self.upper_pct_mso
         found = math.isfinite(lo) and math.isfinite(hi)
         msg = ""
-        if self._state == "none":
+        if self._outcome == "none":
             msg = f"{NO_THRESHOLD}: no MEP >= {self.criterion_uv:g} µV in " \
                   f"{self.trials_per_level} pulses at {MAX_PCT_MSO:g} %MSO"
-        elif self._state == "upper":
+        elif self._outcome == "upper":
             msg = (f"{NO_THRESHOLD}: the upper threshold ({self.trials_per_level} of "
                    f"{self.trials_per_level} MEPs) is above {MAX_PCT_MSO:g} %MSO "
                    f"(lower threshold {lo:g} %MSO)")
         elif not found:
             msg = "procedure not finished" + (
                 f" (lower threshold {lo:g} %MSO)" if math.isfinite(lo) else "")
-        thr = 0.5 * (lo + hi) if found else math.nan
-        return {"found": found, "threshold": thr, "ci_low": lo if found else math.nan,
-                "ci_high": hi if found else math.nan, "ci_level": None, "interval": "bracket",
+        return {"found": found, "threshold": 0.5 * (lo + hi), "ci_low": lo, "ci_high": hi,
+                "ci_level": None, "interval": "bracket",
                 "message": msg, "lower_threshold_pct_mso": lo, "upper_threshold_pct_mso": hi,
                 **self._levels()}

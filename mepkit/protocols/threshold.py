@@ -10,7 +10,7 @@
   each pulse at the current maximum-likelihood threshold, a fixed number of pulses;
 * ``'bayes'`` -- Bayesian adaptive estimation of threshold and slope on a grid
   posterior with a population prior, using the amplitudes through a model of MEP
-  variability (`mepkit.protocols._mep_model`), stopping on the width of the credible
+  variability (`mepkit.protocols.bayes`), stopping on the width of the credible
   interval.
 
 Every hunter works the same way::
@@ -81,9 +81,10 @@ def make_hunter(method: str, **options: Any) -> ThresholdHunter:
 
     Examples
     --------
-    >>> h = make_hunter("ml-pest", active=True)
-    >>> h.criterion_uv, h.next_intensity()
-    (200.0, 49.0)
+    >>> make_hunter("ml-pest", active=True).criterion_uv
+    200.0
+    >>> make_hunter("rossini-rothwell").next_intensity()
+    30.0
     """
     cls = HUNTERS.get(method) if isinstance(method, str) else None
     if cls is None:

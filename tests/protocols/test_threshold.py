@@ -25,8 +25,10 @@ def subject(rmt: float, *, slope: float = 6.0, sigma: float = 0.55, mep_max: flo
 
 
 def measure(amplitude_uv: float, rng: np.random.Generator) -> float:
-    """Peak-to-peak of MEP plus a resting background (~4 µV RMS), as measured."""
-    return max(amplitude_uv + 5.7 * rng.normal(), 20.0 * math.exp(0.15 * rng.normal()))
+    """Peak-to-peak of MEP plus a resting background (4 µV RMS), as mepkit measures it
+    (see benchmarks/thresholds.py: the background alone ~18.6 µV, an MEP ~9.6 µV larger)."""
+    background = 18.6 * math.exp(0.08 * rng.normal())
+    return max(amplitude_uv + 9.6 + 2.4 * rng.normal(), background) if amplitude_uv else background
 
 
 def run(hunter, s: VirtualSubject, seed: int = 0, *, activation: float = 0.0,
@@ -76,7 +78,7 @@ def test_bayes_intervals_cover_and_are_efficient():
         errors.append(abs(e.threshold_pct_mso - t))
         pulses.append(e.n_pulses)
         assert e.ci_level == 0.9 and e.interval == "credible"
-        assert e.ci_high_pct_mso - e.ci_low_pct_mso <= 5.5 + 1e-9 or e.n_pulses == 30
+        assert e.ci_high_pct_mso - e.ci_low_pct_mso <= 5.0 + 1e-9 or e.n_pulses == 30
     assert 0.8 <= np.mean(covered) <= 1.0
     assert np.median(errors) <= 1.2
     assert np.median(pulses) <= 10
