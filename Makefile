@@ -33,6 +33,8 @@ bench: kernels
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/mapping.py
+	$(PY) benchmarks/thresholds.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,7 +1,9 @@
 """Parsing of TMS pulse markers.
 
 A marker that is a JSON object supplies stimulus metadata: ``intensity`` (%MSO;
-``intensity_pct_mso`` is accepted too), ``x_mm``, ``y_mm``, ``site``,
+``intensity_pct_mso`` is accepted too), ``x_mm``, ``y_mm``, ``z_mm`` (coil position;
+``z_mm`` from neuronavigation), ``site`` (a grid site name, see
+:mod:`mepkit.analysis.grids`),
 ``hemisphere``, ``condition`` and ``label``. Any other string is the trial's label.
 """
 
@@ -17,7 +19,7 @@ __all__ = ["StimInfo", "parse_marker", "KNOWN_KEYS"]
 
 logger = logging.getLogger("mepkit.markers")
 
-KNOWN_KEYS = ("intensity", "intensity_pct_mso", "x_mm", "y_mm", "site", "hemisphere",
+KNOWN_KEYS = ("intensity", "intensity_pct_mso", "x_mm", "y_mm", "z_mm", "site", "hemisphere",
               "condition", "label")
 
 
@@ -29,6 +31,7 @@ class StimInfo:
     intensity_pct_mso: float = math.nan
     x_mm: float = math.nan
     y_mm: float = math.nan
+    z_mm: float = math.nan
     site: str = ""
     hemisphere: str = ""
     condition: str = ""
@@ -76,7 +79,7 @@ def parse_marker(text: Any) -> StimInfo:
     for key, value in data.items():
         if key in ("intensity", "intensity_pct_mso"):
             info.intensity_pct_mso = _number(value, key, info)
-        elif key in ("x_mm", "y_mm"):
+        elif key in ("x_mm", "y_mm", "z_mm"):
             setattr(info, key, _number(value, key, info))
         elif key in ("site", "hemisphere", "condition", "label"):
             setattr(info, key, "" if value is None else str(value))

@@ -25,6 +25,7 @@ TRIAL_COLUMN_KINDS: dict[str, str] = {
     "intensity_pct_mso": "float64",
     "x_mm": "float64",
     "y_mm": "float64",
+    "z_mm": "float64",
     "site": "text",
     "hemisphere": "text",
     "condition": "text",
