@@ -104,14 +104,15 @@ class BackgroundLevel:
 
 
 def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params,
-                         block_n: int) -> np.ndarray:
+                         block_n: int, *, line_freq_hz: Any = "params") -> np.ndarray:
     """RMS of consecutive blocks of ``block_n`` samples (the newest last), each cleaned of
     offset, linear trend and mains harmonics by a least-squares fit.
 
     The same terms and rules as the trial background (docs/methods.md, step 5): trend
     for blocks of 20 ms or more, mains for 1.5 periods or more, harmonics below Nyquist.
     No low-pass, so it reads slightly higher than a trial's ``background_rms_uv``.
-    A block with a non-finite sample gives NaN.
+    A block with a non-finite sample gives NaN. The mains frequency is ``line_freq_hz``
+    (default: the parameters'); ``"auto"`` not yet decided fits both 50 and 60 Hz.
 
     Returns
     -------
@@ -124,8 +125,9 @@ def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params
     if n_blocks == 0:
         return np.zeros(0)
     y = x[x.shape[0] - n_blocks * block_n:].reshape(n_blocks, block_n).T
-    design, pinv = _block_design(block_n, float(sfreq_hz), params.line_freq_hz,
-                                 params.line_harmonics)
+    line = params.line_freq_hz if line_freq_hz == "params" else line_freq_hz
+    lines = (50.0, 60.0) if line == "auto" else (() if line is None else (float(line),))
+    design, pinv = _block_design(block_n, float(sfreq_hz), lines, params.line_harmonics)
     finite = np.all(np.isfinite(y), axis=0)
     out = np.full(n_blocks, np.nan)
     if np.any(finite):
@@ -138,10 +140,10 @@ def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params
 _DESIGNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _block_design(block_n: int, sfreq_hz: float, line_freq_hz: float | None,
+def _block_design(block_n: int, sfreq_hz: float, lines: tuple[float, ...],
                   harmonics: int) -> tuple[np.ndarray, np.ndarray]:
     """Regressors of one block and their pseudo-inverse (cached: a gate asks often)."""
-    key = (block_n, sfreq_hz, line_freq_hz, harmonics)
+    key = (block_n, sfreq_hz, lines, harmonics)
     got = _DESIGNS.get(key)
     if got is None:
         t = np.arange(block_n) / sfreq_hz
@@ -149,12 +151,12 @@ def _block_design(block_n: int, sfreq_hz: float, line_freq_hz: float | None,
         cols = [np.ones(block_n)]
         if dur_s >= 0.020:
             cols.append(t - t.mean())
-        f = line_freq_hz
-        if f and dur_s * f >= 1.5:
-            for h in range(1, harmonics + 1):
-                if h * f < sfreq_hz / 2:
-                    cols.append(np.cos(2 * np.pi * h * f * t))
-                    cols.append(np.sin(2 * np.pi * h * f * t))
+        for f in lines:
+            if f and dur_s * f >= 1.5:
+                for h in range(1, harmonics + 1):
+                    if h * f < sfreq_hz / 2:
+                        cols.append(np.cos(2 * np.pi * h * f * t))
+                        cols.append(np.sin(2 * np.pi * h * f * t))
         design = np.stack(cols, axis=1)
         got = _DESIGNS[key] = (design, np.linalg.pinv(design))
     return got
@@ -488,7 +490,8 @@ class LiveSession:
         pipe = self.pipeline
         x, ts = pipe.recent_samples(duration_s, channel)
         block_n = max(1, int(round(block_s * pipe.sfreq_hz)))
-        rms = compute_block_rms_uv(x, pipe.sfreq_hz, self.params, block_n)
+        line = pipe.line_freq_hz if pipe.n_mains_decisions else "params"  # as decided
+        rms = compute_block_rms_uv(x, pipe.sfreq_hz, self.params, block_n, line_freq_hz=line)
         newest = float(ts[-1]) if ts.shape[0] else -math.inf
         return BackgroundLevel(rms, newest, self.now_s() - newest)
 
