@@ -26,6 +26,7 @@ from mepkit.protocols.base import (
     ProtocolError,
     check_intensity,
     check_number,
+    json_value,
 )
 
 __all__ = ["RecruitmentProtocol", "RecruitmentLevel", "RecruitmentEstimate",
@@ -52,9 +53,9 @@ class RecruitmentLevel:
     def as_dict(self) -> dict[str, Any]:
         return {"intensity_pct_mso": self.intensity_pct_mso, "pct_rmt": list(self.pct_rmt),
                 "n": self.n, "n_rejected": self.n_rejected,
-                "mean_uv": _finite_or_none(self.mean_uv),
-                "median_uv": _finite_or_none(self.median_uv),
-                "sd_uv": _finite_or_none(self.sd_uv), "n_meps": self.n_meps}
+                "mean_uv": json_value(self.mean_uv),
+                "median_uv": json_value(self.median_uv),
+                "sd_uv": json_value(self.sd_uv), "n_meps": self.n_meps}
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,12 @@ class RecruitmentEstimate:
     amplitudes_uv: tuple[float, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rmt_pct_mso": _finite_or_none(self.rmt_pct_mso),
+        return {"rmt_pct_mso": json_value(self.rmt_pct_mso),
                 "levels": [lv.as_dict() for lv in self.levels], "n_pulses": self.n_pulses,
                 "n_counted": self.n_counted, "done": self.done,
                 "criterion_uv": self.criterion_uv, "note": self.note,
                 "intensities_pct_mso": list(self.intensities_pct_mso),
                 "amplitudes_uv": list(self.amplitudes_uv)}
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 class RecruitmentProtocol(IntensityProtocol):
@@ -186,7 +183,7 @@ class RecruitmentProtocol(IntensityProtocol):
         return len(self._amps) >= len(self.schedule)
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "rmt_pct_mso": _finite_or_none(self.rmt_pct_mso),
+        return {**super().options(), "rmt_pct_mso": json_value(self.rmt_pct_mso),
                 "intensities_pct_mso": list(self.intensities), "n_per_level": self.n_per_level,
                 "seed": self.seed, "resolution_pct_mso": self.resolution_pct_mso,
                 "criterion_uv": self.criterion_uv, "note": self.note}
