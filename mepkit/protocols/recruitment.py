@@ -51,7 +51,8 @@ class RecruitmentLevel:
     n_meps: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"intensity_pct_mso": self.intensity_pct_mso, "pct_rmt": list(self.pct_rmt),
+        return {"intensity_pct_mso": self.intensity_pct_mso,
+                "pct_rmt": [json_value(p) for p in self.pct_rmt],
                 "n": self.n, "n_rejected": self.n_rejected,
                 "mean_uv": json_value(self.mean_uv),
                 "median_uv": json_value(self.median_uv),
@@ -132,9 +133,8 @@ class RecruitmentProtocol(IntensityProtocol):
         if intensities_pct_mso is not None:
             wanted = [check_intensity(x, "intensities_pct_mso") for x in
                       _sequence("intensities_pct_mso", intensities_pct_mso)]
-            pct = [100.0 * x / self.rmt_pct_mso if math.isfinite(self.rmt_pct_mso)
-                   else math.nan for x in wanted]
-            given = [round(x / r) * r for x in wanted]
+            pct = [100.0 * x / self.rmt_pct_mso for x in wanted]  # NaN without an RMT
+            names = [f"{x:g} %MSO" for x in wanted]
         else:
             if math.isnan(self.rmt_pct_mso):
                 raise ProtocolError("recruitment needs rmt_pct_mso (the levels are % RMT), "
@@ -143,22 +143,21 @@ class RecruitmentProtocol(IntensityProtocol):
                    _sequence("levels_pct_rmt", DEFAULT_LEVELS_PCT_RMT if levels_pct_rmt
                              is None else levels_pct_rmt)]
             wanted = [self.rmt_pct_mso * p / 100.0 for p in pct]
-            given = [min(round(x / r) * r, MAX_PCT_MSO) for x in wanted]
-            clipped = [(p, x) for p, x in zip(pct, wanted) if round(x / r) * r > MAX_PCT_MSO]
-            if clipped:
-                notes.append(
-                    ", ".join(f"{p:g} % RMT ({x:.0f} %MSO)" for p, x in clipped)
-                    + f" above the stimulator's maximum: given at {MAX_PCT_MSO:g} %MSO")
-        levels: dict[float, list[float]] = {}
-        for p, x in zip(pct, given):
-            levels.setdefault(float(x), []).append(p)
+            names = [f"{p:g} % RMT" for p in pct]
+        clipped = [(name, x) for name, x in zip(names, wanted) if x > MAX_PCT_MSO]
+        if clipped:
+            notes.append(", ".join(f"{name} ({x:.0f} %MSO)" for name, x in clipped)
+                         + f" above the stimulator's maximum: given at {MAX_PCT_MSO:g} %MSO")
+        levels: dict[float, list[int]] = {}
+        for i, x in enumerate(wanted):
+            levels.setdefault(float(min(round(x / r) * r, MAX_PCT_MSO)), []).append(i)
         merged = [v for v in levels.values() if len(v) > 1]
         if merged:
-            notes.append("levels " + "; ".join("/".join(f"{p:g}" for p in v) for v in merged)
-                         + " % RMT fall on the same intensity and are one level")
+            notes.append("; ".join(" and ".join(names[i] for i in v) for v in merged)
+                         + " fall on the same intensity: one level each")
         self.note = "; ".join(notes)
         self.intensities = tuple(sorted(levels))
-        self._pct = {x: tuple(levels[x]) for x in self.intensities}
+        self._pct = {x: tuple(pct[i] for i in levels[x]) for x in self.intensities}
         rng = np.random.default_rng(self.seed)
         order = [self.intensities[i] for _ in range(self.n_per_level)
                  for i in rng.permutation(len(self.intensities))]
