@@ -139,7 +139,7 @@ class _Column:
                     elif not isinstance(v, str):
                         v = _jsonable(v, f"column {self.name!r}") if isinstance(
                             v, (dict, list, tuple)) else str(v)
-                    out.append(v.encode("utf-8"))
+                    out.append(v.encode("utf-8", "replace"))
                 arr: Any = out
             elif self.kind == "bool":
                 arr = np.asarray(values)

@@ -274,3 +274,22 @@ def test_sample_data_is_made_by_the_script(tmp_path):
     assert out.read_bytes() == SAMPLE_XDF.read_bytes()
     assert (tmp_path / "again_truth.csv").read_text() == \
         SAMPLE_XDF.with_name("sample_session_truth.csv").read_text()
+
+
+def test_bad_markers_in_a_file_warn_and_are_measured(tmp_path, caplog):
+    """The markers that once stopped a live session, in an XDF file: each trial measured,
+    labelled with the marker's text (cut), each with a warning."""
+    from mepkit.markers import MAX_MARKER_CHARS
+
+    bad = ['{"intensity": ' + "9" * 400 + "}", '{"intensity": ' + "9" * 5000 + "}",
+           '{"x":' + "[" * 1015, '{"intensity": 50', "x" * 100_000,
+           '{"intensity": 1e999, "site": "M1"}']
+    data, ts, stims = recording(len(bad))
+    out = analyze_file(write(tmp_path, "bad.xdf", [emg_stream(data, ts),
+                                                   marker_stream(stims, bad)]))
+    assert out.label.tolist() == [b[:MAX_MARKER_CHARS] for b in bad]
+    assert not out.rejected.any() and out.amplitude_uv.between(700, 900).all()
+    assert out.intensity_pct_mso.isna().all() and out.site.tolist()[-1] == "M1"
+    for what in ("not a number", "longer than", "RecursionError", "JSON but is not valid",
+                 "not finite"):
+        assert what in caplog.text, what

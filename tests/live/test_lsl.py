@@ -285,3 +285,49 @@ def test_acquisition_error_reaches_the_caller(tmp_path):
         assert rec.closed_cleanly and rec.trials["trial"].nunique() >= 2
         stop = rec.events[rec.events["kind"] == "stop"]
         assert "trial 2" in stop["detail"].iloc[0]
+
+
+def _expected_label(payload) -> str:
+    """What a bad marker's trial is labelled: its text, cut to MAX_MARKER_CHARS."""
+    from mepkit.markers import MAX_MARKER_CHARS
+
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    if text == '{"label": "coil \\ud800"}':
+        return "coil ?"  # a lone surrogate in a JSON label, replaced
+    return text.strip()[:MAX_MARKER_CHARS]
+
+
+def test_live_session_bad_markers_warn_and_measure(tmp_path, caplog):
+    """Markers that once stopped a session (huge numbers, deep nesting, broken JSON and
+    UTF-8, a NUL, 100 kB of text), pushed over real LSL: each trial is measured, labelled
+    with the marker's text, and each bad marker gives a warning."""
+    from live_outlet import BAD_MARKERS
+
+    from mepkit.records import open_record
+
+    caplog.set_level(logging.WARNING)
+    out = tmp_path / "bad.h5"
+    trials, (start, pulses, done), status = _session_run(
+        tmp_path, "--bad-markers", "--isi", "0.25", "0.3", record_path=out)
+    assert len(trials) == len(pulses) >= len(BAD_MARKERS)
+    for tr, p in zip(sorted(trials, key=lambda t: t.stim_time_s), pulses):
+        payload = BAD_MARKERS[p["pulse"] % len(BAD_MARKERS)]
+        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=1e-4)
+        assert tr.stim.label == _expected_label(payload)
+        for c, truth_amp in enumerate(p["amplitude_uv"]):
+            assert not tr.reject_reason[c], tr.reject_reason
+            if truth_amp >= 200:
+                assert tr.amplitude_uv[c] == pytest.approx(truth_amp, rel=0.10)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("9999999999" in m or "not a number" in m for m in warned) >= 1
+    assert any("longer than" in m for m in warned)
+    assert any("RecursionError" in m for m in warned)
+    assert any("JSON but is not valid" in m for m in warned)
+    assert any("not valid UTF-8" in m for m in warned)
+    assert any("not finite" in m for m in warned)
+    assert status.error is None
+    with open_record(out) as rec:
+        assert rec.closed_cleanly
+        labels = rec.trials.drop_duplicates("trial").sort_values("stim_time_s")["label"]
+        assert labels.tolist() == [_expected_label(BAD_MARKERS[p["pulse"] % len(BAD_MARKERS)])
+                                   for p in pulses]
