@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pylsl
 import pytest
-
-pylsl = pytest.importorskip("pylsl")
 
 from live_outlet import new_source_id, read_truth, start_outlet, stop_process, wait_until  # noqa: E402
 
