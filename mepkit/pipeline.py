@@ -387,12 +387,13 @@ class Pipeline:
         hi = self._pos + self.capacity
         return self._buf[lo:hi], self._ts[lo:hi], held
 
-    def _invalid_trial(self, pend: _Pending) -> Trial:
+    def _invalid_trial(self, pend: _Pending, reason: str = "invalid") -> Trial:
+        """A trial that is not measured: no numbers, ``reason`` on every channel."""
         n_ch = len(self.channels)
         nan = np.full(n_ch, np.nan)
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, nan.copy(), nan.copy(),
                      nan.copy(), nan.copy(), nan.copy(), np.zeros(n_ch, dtype=bool),
-                     ("invalid",) * n_ch)
+                     (reason,) * n_ch)
 
     def _complete(self) -> list[Trial]:
         """Measure what the samples so far allow.
@@ -408,7 +409,7 @@ class Pipeline:
         base = self.n_samples - held  # absolute index of the view's first row
         ready: list[tuple[_Pending, int]] = []
         done: list[_Pending] = []
-        invalid: list[_Pending] = []
+        late: list[_Pending] = []
         keep: list[_Pending] = []
         for n_seen, pend in enumerate(self._pending):
             if pend.state is None:
@@ -417,14 +418,14 @@ class Pipeline:
                     keep.extend(self._pending[n_seen:])
                     break
                 s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
-                if s0 == 0 and base > 0 and pend.time_s < ts[0]:
+                gone = s0 == 0 and base > 0 and pend.time_s < ts[0]
+                if gone or not self._begin(pend, s0, ts, base):
                     self.n_late_triggers += 1
-                    logger.warning("trial %d at %.4f s: marker arrived after its data left the "
-                                   "%.1f s buffer; marked invalid", pend.index, pend.time_s,
+                    logger.warning("trial %d at %.4f s: marker arrived after its background left "
+                                   "the %.1f s buffer; rejected (late)", pend.index, pend.time_s,
                                    self.capacity / self.sfreq_hz)
-                    invalid.append(pend)
+                    late.append(pend)
                     continue
-                self._begin(pend, s0, ts, base)
                 if pend.abs0 - base + pend.state[0][self._kf.W_NEED] <= held:
                     # its whole window is here: measured at once with the others that are
                     ready.append((pend, s0))
@@ -434,7 +435,7 @@ class Pipeline:
             else:
                 keep.append(pend)
         self._pending = keep
-        out = [self._invalid_trial(p) for p in invalid]
+        out = [self._invalid_trial(p, "late") for p in late]
         if ready:
             out.extend(self._measure(ready, data, ts))
         for pend in done:
@@ -462,8 +463,13 @@ class Pipeline:
         return (f[0], f[1], f[2], f[3], f[4], np.zeros((1, n_ch), dtype=np.bool_),
                 np.zeros((1, n_ch), dtype=np.int64))
 
-    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> None:
-        """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived."""
+    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> bool:
+        """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived.
+
+        False (and nothing started) when rows the measurement needs have already left the
+        buffer: a late trial is never measured on a partial background. Rows before the
+        first sample of the stream never existed: such a trial is measured on what there is.
+        """
         a = s0 - self._pre_n
         t_s0 = float(ts[s0])
         pend.abs0 = base + a
@@ -471,7 +477,12 @@ class Pipeline:
         pend.stim_in_gap = t_s0 - pend.time_s > self._gap_s
         pend.state = self._take_state()
         w, st, _ = pend.state
-        self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, self._design.prm, w, st)
+        absent = max(0, -pend.abs0)  # rows before the stream's first sample
+        self._kf.trial_init(pend.t0_ms, absent, self._length, self._design.prm, w, st)
+        if pend.abs0 + w[self._kf.W_LO] < base:
+            self._release(pend)
+            return False
+        return True
 
     def _advance(self, pend: _Pending) -> bool:
         """Process the trial's rows that arrived; True when every row it needs is here."""
