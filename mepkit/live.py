@@ -447,6 +447,10 @@ class LiveSession:
         session = dict(self.session)
         session.setdefault("source", "mepkit live (LSL)")
         session.setdefault("emg_stream", meta.name)
+        # how pulses were found, so a reanalysis finds the same ones
+        session.setdefault("trigger_channel", self.trigger_channel)
+        session.setdefault("artifact_triggers", bool(self.artifact_triggers))
+        session.setdefault("marker_filter", self.marker_filter)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
         cols = dict(LIVE_TRIAL_COLUMN_KINDS)
@@ -459,7 +463,7 @@ class LiveSession:
         self._emg_record_name = (meta.name or "emg").replace("/", "_")
         w.add_stream(self._emg_record_name, channel_labels=meta.channel_labels, units=self._units,
                      nominal_srate_hz=meta.sfreq_hz, stream_type=meta.type or "EMG",
-                     source_id=meta.source_id, description=meta.xml)
+                     source_id=meta.source_id, description=meta.xml, dtype=self.emg.dtype)
         w.start()
         self.writer = w
 

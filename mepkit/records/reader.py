@@ -75,7 +75,11 @@ class RecordStream:
         self._timestamps: np.ndarray | None = None
 
     def read(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(data (k, ch) float32 in `units`, timestamps (k,) float64 s)``."""
+        """Return ``(data (k, ch) as stored, in `units`, timestamps (k,) float64 s)``.
+
+        Format version 2 stores samples as the source gave them (its dtype and units;
+        ``scale_to_uv`` turns them into µV); version 1 stored float32 µV.
+        """
         n = self.n_samples
         start, stop, _ = slice(start, stop).indices(n)
         stop = max(stop, start)
@@ -87,7 +91,7 @@ class RecordStream:
 
     @property
     def data(self) -> np.ndarray:
-        """All samples, (n, ch) float32 in `units` (µV for EMG); read once, then cached."""
+        """All samples, (n, ch) as stored, in `units`; read once, then cached."""
         if self._data is None:
             self._data, self._timestamps = self.read()
         return self._data

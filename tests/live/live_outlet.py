@@ -38,6 +38,10 @@ BAD_MARKERS: list = [
 ]
 
 
+#: µV in one unit of the pushed samples (the synthesiser makes µV).
+UV_PER_UNIT = {"microvolts": 1.0, "uV": 1.0, "mV": 1e3, "V": 1e6}
+
+
 def amplitude_mix(rng: np.random.Generator, n_channels: int) -> np.ndarray:
     """Per-channel MEP amplitudes: absent, small (< 25 µV) or clear (100-3000 µV)."""
     kind = rng.choice(3, size=n_channels, p=[0.25, 0.2, 0.55])
@@ -136,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.format == "string":
                 out.push_chunk([[f"{v:.3f}" for v in row] for row in x], ts.tolist())
             else:
-                out.push_chunk(np.ascontiguousarray(x, dtype=np.float32 if args.format ==
-                                                    "float32" else np.float64), ts)
+                out.push_chunk(np.ascontiguousarray(x / UV_PER_UNIT[args.unit], dtype=np.float32
+                                                    if args.format == "float32" else np.float64),
+                               ts)
             while next_pulse < len(pulses) and pulses[next_pulse] < n + m:
                 s = pulses[next_pulse]
                 k, amp, lat, inten = info_by_sample[s]
