@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -246,6 +247,14 @@ class LiveSession:
         self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._last_flush = self._last_full_gc = 0.0
+        # the Pipeline, built in the background (`_build_pipeline`), and what arrived before
+        self._warm: threading.Thread | None = None
+        self._pending_pipeline: Any = None
+        self._warm_error: BaseException | None = None
+        self._opener_error: BaseException | None = None
+        self._backlog: list[tuple[np.ndarray, np.ndarray]] = []
+        self._backlog_markers: list[tuple[np.ndarray, list[str]]] = []
+        self._live_from_local_s = math.nan
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
@@ -397,7 +406,6 @@ class LiveSession:
         return spec  # a pylsl.StreamInfo
 
     def _open(self) -> None:
-        from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
         from mepkit.errors import FileFormatError
         from mepkit.sources.recording import channel_index
@@ -425,20 +433,53 @@ class LiveSession:
         for note in notes:
             logger.warning("%s", note)
         self._units = units
-        try:
-            self.pipeline = Pipeline(
-                self.params, sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
-                scale_to_uv=scales, trigger_channel=trig_idx,
-                artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                buffer_s=self.buffer_s)
-        except ValueError as exc:
-            raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
-        # the Pipeline has loaded its kernels in its constructor: the first pulse is not late
+        if trig_idx is not None and meta.n_channels < 2:
+            raise StreamFormatError(f"stream {meta.name!r}: no EMG channel left besides the "
+                                    f"trigger channel")
+        if self.marker_filter:
+            try:
+                re.compile(self.marker_filter)
+            except re.error as exc:
+                raise ValueError(f"marker_filter {self.marker_filter!r} is not a valid regular "
+                                 f"expression: {exc}") from None
+        # Loading the kernels takes seconds (numba); it runs in its own thread while the
+        # record is created and the streams are opened, and acquisition stores samples from
+        # the start: what arrives before the Pipeline is ready waits in a backlog.
+        kw = dict(sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
+                  scale_to_uv=scales, trigger_channel=trig_idx,
+                  artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
+                  buffer_s=self.buffer_s)
+        self._warm = threading.Thread(target=self._build_pipeline, args=(kw,),
+                                      name="mepkit-live-warm-up", daemon=True)
+        self._warm.start()
         if self.record_path:
             self._open_record()
+        opener = None
+        if self.marker_inlet is not None:  # both first time-corrections at once
+            opener = threading.Thread(target=self._open_inlet, args=(self.marker_inlet,))
+            opener.start()
         self.emg.open()
-        if self.marker_inlet is not None:
-            self.marker_inlet.open()
+        if opener is not None:
+            opener.join()
+            if self._opener_error is not None:
+                raise self._opener_error
+
+    def _open_inlet(self, inlet: Any) -> None:
+        try:
+            inlet.open()
+        except BaseException as exc:  # noqa: BLE001 - raised again in `_open`
+            self._opener_error = exc
+
+    def _build_pipeline(self, kw: dict[str, Any]) -> None:
+        from mepkit.pipeline import Pipeline
+        from mepkit.sources.lsl import StreamFormatError
+
+        try:
+            self._pending_pipeline = Pipeline(self.params, **kw)
+        except BaseException as exc:  # noqa: BLE001 - raised by the acquisition thread
+            name = self.emg.meta.name if self.emg is not None else "?"
+            self._warm_error = (StreamFormatError(f"stream {name!r}: {exc}")
+                                if isinstance(exc, ValueError) else exc)
 
     def _open_record(self) -> None:
         from mepkit.records import RecordWriter
@@ -493,24 +534,26 @@ class LiveSession:
         import pylsl
 
         clock = pylsl.local_clock
-        emg, mk, pipe = self.emg, self.marker_inlet, self.pipeline
-        empty_x = np.zeros((0, pipe.n_stream_channels))
+        emg, mk = self.emg, self.marker_inlet
+        empty_x = np.zeros((0, emg.meta.n_channels))
         empty_t = np.zeros(0)
         poll = self.poll_interval_s
         stop = self._stop
         while not stop.is_set():
+            if self.pipeline is None and not self._warm.is_alive():
+                self._start_measuring()
             now = clock()
             emg.refresh_time_correction(now=now)
             check = False
             if mk is not None:
                 mk.refresh_time_correction(now=now)
-                check = self._take_markers() > 0
+                check = self._take_markers() > 0 and self.pipeline is not None
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
                 self._take_samples(data, ts, gaps)
             elif check:
-                trials = pipe.push(empty_x, empty_t)
+                trials = self.pipeline.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
             self._housekeeping()
@@ -520,6 +563,30 @@ class LiveSession:
             self._take_markers()
         if ts.shape[0]:
             self._take_samples(data, ts, gaps)
+        if self.pipeline is None:
+            self._warm.join()
+            self._start_measuring()
+
+    def _start_measuring(self) -> None:
+        """The Pipeline is built: hand it what arrived meanwhile (markers first), measure."""
+        import pylsl
+
+        if self._warm_error is not None:
+            raise self._warm_error
+        pipe = self._pending_pipeline
+        for mt, mv in self._backlog_markers:
+            pipe.add_markers(mt, mv)
+        backlog, self._backlog, self._backlog_markers = self._backlog, [], []
+        self._live_from_local_s = pylsl.local_clock()
+        self.pipeline = pipe
+        if backlog:
+            logger.debug("measuring the %d chunks that arrived while the kernels loaded",
+                         len(backlog))
+            x = np.concatenate([b[0] for b in backlog])
+            t = np.concatenate([b[1] for b in backlog])
+            trials = pipe.push(x, t)
+            if trials:
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
 
     def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
         """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
@@ -527,9 +594,12 @@ class LiveSession:
 
         if gaps:
             self._on_gaps(gaps)
-        trials = self.pipeline.push(data, ts)
-        if trials:  # deliver first: the copy for the record can wait
-            self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+        if self.pipeline is None:  # still loading the kernels
+            self._backlog.append((data.copy(), ts))
+        else:
+            trials = self.pipeline.push(data, ts)
+            if trials:  # deliver first: the copy for the record can wait
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
 
@@ -539,7 +609,10 @@ class LiveSession:
         mt, mv = mk.pull()
         if len(mv):
             mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
-            self.pipeline.add_markers(mt_emg, mv)
+            if self.pipeline is None:
+                self._backlog_markers.append((mt_emg, mv))
+            else:
+                self.pipeline.add_markers(mt_emg, mv)
             self._n_markers += len(mv)
             if self.writer is not None:
                 self._rec_markers.extend(zip(mt_emg.tolist(), mv))
@@ -561,10 +634,11 @@ class LiveSession:
     def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
-        # A new inlet first receives the outlet's buffered history: trials measured from
-        # samples pushed before the session started were never live, so they stay out of
-        # the live latency figures (their available_s in the record still tells the truth).
-        live_from_s = self.emg.to_emg_clock(self.started_local_s)
+        # Trials measured from samples pushed before the session started (a new inlet may
+        # first receive the outlet's buffered history) or while the kernels loaded (the
+        # backlog) were never measured live, so they stay out of the live latency figures
+        # (their available_s in the record still tells the truth).
+        live_from_s = self.emg.to_emg_clock(max(self.started_local_s, self._live_from_local_s))
         with self._lock:
             for t in trials:
                 self._n_trials += 1
@@ -584,12 +658,14 @@ class LiveSession:
         """Write the record and collect garbage, at a quiet moment if possible.
 
         Every `QUIET_FLUSH_INTERVAL_S` when no trial waits for its window (a write and a
-        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`."""
+        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`; the
+        first samples at once, so the record shows data as soon as there is some."""
         now = time.monotonic()
         since = now - self._last_flush
-        if since < QUIET_FLUSH_INTERVAL_S:
+        if since < QUIET_FLUSH_INTERVAL_S and not (self._raw and self.writer is not None
+                                                   and not self.writer.n_samples_any):
             return
-        if self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
+        if self.pipeline is not None and self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
             return
         if self.writer is not None:
             self._write_pending()
