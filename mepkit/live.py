@@ -68,15 +68,25 @@ class LiveStatus:
     rejected: int
     stream_lost: bool
     error: str | None = None
+    #: Background EMG now, per channel: RMS (µV) of the monitor filter's output
+    #: (``Params.monitor_band_hz`` band-pass and mains notches) over the last 0.2 s.
+    background_rms_uv: tuple[float, ...] = ()
 
     def line(self) -> str:
         """A one-line summary for a terminal status line."""
         lag = f"{self.lag_s * 1e3:.1f} ms" if math.isfinite(self.lag_s) else "-"
         state = "LOST (waiting for the stream)" if self.stream_lost else (
             "running" if self.running else "stopped")
+        bg = [v for v in self.background_rms_uv if math.isfinite(v)]
+        if not bg:
+            bgs = "-"
+        elif len(bg) <= 4:
+            bgs = "/".join(f"{v:.1f}" for v in bg) + " µV"
+        else:
+            bgs = f"max {max(bg):.1f} µV"
         return (f"{state} | samples {self.samples} | drops {self.drops} | gaps {self.gaps} | "
-                f"lag {lag} | markers {self.markers} | trials {self.trials} "
-                f"(detected {self.detected}, rejected {self.rejected})")
+                f"lag {lag} | background {bgs} | markers {self.markers} | trials "
+                f"{self.trials} (detected {self.detected}, rejected {self.rejected})")
 
 
 _END = object()
@@ -373,7 +383,9 @@ class LiveSession:
             lag_s=emg.lag_s() if emg else math.nan,
             markers=self._n_markers, trials=n_tr, detected=n_det, rejected=n_rej,
             stream_lost=bool(emg.lost) if emg else False,
-            error=None if self.error is None else f"{type(self.error).__name__}: {self.error}")
+            error=None if self.error is None else one_line(self.error),
+            background_rms_uv=tuple(float(v) for v in self.pipeline.monitor_rms_uv)
+            if self.pipeline is not None else ())
 
     @property
     def latencies_s(self) -> np.ndarray:
@@ -448,7 +460,7 @@ class LiveSession:
         kw = dict(sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
                   scale_to_uv=scales, trigger_channel=trig_idx,
                   artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                  buffer_s=self.buffer_s)
+                  buffer_s=self.buffer_s, monitor=True)
         self._warm = threading.Thread(target=self._build_pipeline, args=(kw,),
                                       name="mepkit-live-warm-up", daemon=True)
         self._warm.start()

@@ -129,7 +129,9 @@ class Pipeline:
     buffer_s : float
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
-        Run the continuous display/background filter and keep ``monitor_rms_uv``.
+        Run the continuous background monitor (``monitor_band_hz`` band-pass and mains
+        notches of quality ``notch_q``) and keep ``monitor_rms_uv``, the RMS of its output
+        over about the last 0.2 s per channel (live sessions show it in their status).
     first_index : int
         Index of the first trial (a recording measured in parts continues the count).
     """
@@ -206,6 +208,8 @@ class Pipeline:
             from mepkit.dsp.filters import StreamingFilter, design_monitor_filter
 
             self._monitor = StreamingFilter(design_monitor_filter(self.sfreq_hz, p), n_ch)
+            self._monitor.process(np.zeros((1, n_ch)))  # load its kernel now
+            self._monitor.reset()
         from mepkit.dsp import _features, _triggers
         from mepkit.dsp.features import Design
 

@@ -222,6 +222,19 @@ def test_live_session_callback_and_status(tmp_path):
     assert status.detected + status.rejected <= status.trials == len(pulses)
 
 
+
+def test_live_status_shows_the_background_emg(tmp_path):
+    """The background monitor (Params.monitor_band_hz and notch_q): the live RMS per channel,
+    2.5 s after the only pulse, is what the trial measured before its pulse (both see the
+    outlet's resting EMG), and the status line shows it."""
+    trials, _, status = _session_run(tmp_path, "--first-pulse", "1.0", "--isi", "5", "5")
+    assert len(trials) == 1
+    assert len(status.background_rms_uv) == 4
+    np.testing.assert_allclose(status.background_rms_uv, trials[0].background_rms_uv, rtol=0.3)
+    assert "background " + "/".join(f"{v:.1f}" for v in status.background_rms_uv) + " µV" \
+        in status.line()
+
+
 def test_docs_protocol_example_runs(tmp_path, monkeypatch):
     """The ~10-line protocol of docs/live.md, against a test outlet."""
     text = DOCS.read_text(encoding="utf-8")
