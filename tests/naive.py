@@ -11,7 +11,6 @@ import math
 import numpy as np
 from scipy import signal
 
-REASONS = ("", "invalid", "gap", "clipped", "background")
 
 
 def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
