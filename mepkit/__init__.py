@@ -12,7 +12,9 @@ from mepkit.params import TRIAL_COLUMNS, Params
 
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
-    "analyze_file", "read_xdf", "open_record", "LiveSession", "__version__",
+    "analyze_file", "read_xdf", "open_record", "LiveSession", "estimate_threshold",
+    "estimate_thresholds", "fit_recruitment", "fit_recruitment_curves",
+    "hemispheric_excitability", "__version__",
 ]
 
 try:
@@ -31,6 +33,11 @@ _LAZY = {
     "read_xdf": "mepkit.sources.xdf",
     "open_record": "mepkit.records",
     "LiveSession": "mepkit.live",
+    "estimate_threshold": "mepkit.analysis",
+    "estimate_thresholds": "mepkit.analysis",
+    "fit_recruitment": "mepkit.analysis",
+    "fit_recruitment_curves": "mepkit.analysis",
+    "hemispheric_excitability": "mepkit.analysis",
 }
 
 
