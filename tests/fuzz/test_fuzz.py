@@ -138,7 +138,7 @@ def test_mutated_xdf_files(runs, xdf_bytes, tmp_path):
     def check(plan):
         analysed_or_mepkit_error(_write(path, mutate(xdf_bytes, plan)))
 
-    fuzz(40 * runs, mutations(len(xdf_bytes)), check)
+    fuzz(25 * runs, mutations(len(xdf_bytes)), check)
 
 
 def _write(path, data: bytes):
@@ -178,7 +178,7 @@ def test_truncated_and_mutated_records(runs, record_bytes, tmp_path):
             pass
         analysed_or_mepkit_error(str(path))
 
-    fuzz(40 * runs, mutations(len(record_bytes)), check)
+    fuzz(25 * runs, mutations(len(record_bytes)), check)
     # truncated at many places
-    for cut in np.linspace(0, len(record_bytes), 25 * runs, dtype=int):
+    for cut in np.linspace(0, len(record_bytes), 15 * runs, dtype=int):
         analysed_or_mepkit_error(_write(path, record_bytes[:cut]))

@@ -272,8 +272,10 @@ def test_record_stops_with_one_line_when_the_disk_is_full(tmp_path):
     assert out.exists()
 
 
-@pytest.mark.parametrize("unit, fmt", [("V", "double64"), ("mV", "float32"),
-                                       ("microvolts", "double64")])
+@pytest.mark.parametrize("unit, fmt", [
+    ("V", "double64"), ("mV", "float32"),
+    pytest.param("microvolts", "double64", marks=pytest.mark.soak),
+])
 def test_analyze_of_a_live_record_gives_the_live_rows(tmp_path, unit, fmt):
     """A live session (real LSL, non-default parameters) and `mepkit analyze` on its record
     give the same trial rows, bit for bit, whatever the stream's unit and sample type."""
