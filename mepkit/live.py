@@ -320,6 +320,12 @@ class LiveSession:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def measuring(self) -> bool:
+        """Whether the Pipeline is ready (its kernels load in the background after `start`;
+        samples and markers that arrive meanwhile are recorded and measured then)."""
+        return self.pipeline is not None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the session stops (error, `stop`) or ``timeout``; True if stopped."""
         t = self._thread
@@ -679,6 +685,8 @@ class LiveSession:
             return
         if self.pipeline is not None and self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
             return
+        if self.pipeline is not None:
+            self.pipeline.update_monitor()
         if self.writer is not None:
             self._write_pending()
         self._last_flush = now

@@ -129,9 +129,10 @@ class Pipeline:
     buffer_s : float
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
-        Run the continuous background monitor (``monitor_band_hz`` band-pass and mains
-        notches of quality ``notch_q``) and keep ``monitor_rms_uv``, the RMS of its output
-        over about the last 0.2 s per channel (live sessions show it in their status).
+        Keep a continuous background monitor (``monitor_band_hz`` band-pass and mains
+        notches of quality ``notch_q``): `update_monitor` filters the samples pushed since
+        its last call and sets ``monitor_rms_uv``, the RMS of the output over the last
+        0.2 s per channel (live sessions call it at quiet moments and show it).
     first_index : int
         Index of the first trial (a recording measured in parts continues the count).
     """
@@ -210,6 +211,9 @@ class Pipeline:
             self._monitor = StreamingFilter(design_monitor_filter(self.sfreq_hz, p), n_ch)
             self._monitor.process(np.zeros((1, n_ch)))  # load its kernel now
             self._monitor.reset()
+        self._monitor_done = 0
+        self._monitor_n = max(1, int(round(0.2 * self.sfreq_hz)))
+        self._monitor_tail = np.zeros((0, n_ch))
         from mepkit.dsp import _features, _triggers
         from mepkit.dsp.features import Design
 
@@ -311,8 +315,6 @@ class Pipeline:
             emg = emg * self._scale
         if self.artifact_triggers:
             self._detect_artifacts(emg, ts)
-        if self._monitor is not None:
-            self._update_monitor(emg)
         # write in pieces no longer than the ring so nothing is overwritten unread
         start = 0
         while start < n:
@@ -376,14 +378,22 @@ class Pipeline:
         for i in self._edges[:n]:
             self.add_trigger(float(ts[i]) - half, StimInfo(label="artifact"))
 
-    def _update_monitor(self, emg: np.ndarray) -> None:
-        y = self._monitor.process(emg)
-        tail = y[-min(len(y), max(1, int(0.2 * self.sfreq_hz))):]
-        ms = np.mean(tail * tail, axis=0)
-        prev = self.monitor_rms_uv
-        alpha = min(1.0, len(y) / (0.2 * self.sfreq_hz))
-        self.monitor_rms_uv = np.sqrt(ms) if np.all(np.isnan(prev)) else np.sqrt(
-            (1 - alpha) * prev * prev + alpha * ms)
+    def update_monitor(self) -> np.ndarray:
+        """Run the background monitor over the samples pushed since the last call (at most
+        one buffer); returns ``monitor_rms_uv``. Off the push path: a live session calls it
+        a few times a second, when no trial waits, so it never delays a result."""
+        if self._monitor is None:
+            return self.monitor_rms_uv
+        if self.n_samples < self._monitor_done:  # a clock reset restarted the buffer
+            self._monitor_done = 0
+        new = min(self.n_samples - self._monitor_done, self.capacity)
+        if new > 0:
+            data, _, held = self._view()
+            y = self._monitor.process(data[held - new:])
+            self._monitor_tail = np.concatenate([self._monitor_tail, y])[-self._monitor_n:]
+            self.monitor_rms_uv = np.sqrt(np.mean(self._monitor_tail ** 2, axis=0))
+            self._monitor_done = self.n_samples
+        return self.monitor_rms_uv
 
     def _view(self) -> tuple[np.ndarray, np.ndarray, int]:
         held = min(self.n_samples, self.capacity)
