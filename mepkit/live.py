@@ -265,6 +265,7 @@ class LiveSession:
         self._backlog: list[tuple[np.ndarray, np.ndarray]] = []
         self._backlog_markers: list[tuple[np.ndarray, list[str]]] = []
         self._live_from_local_s = math.nan
+        self._stored_data = False  # the first samples are written at once
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
@@ -596,6 +597,7 @@ class LiveSession:
             pipe.add_markers(mt, mv)
         backlog, self._backlog, self._backlog_markers = self._backlog, [], []
         self._live_from_local_s = pylsl.local_clock()
+        gc.freeze()  # the kernels' objects, like those before the start: never scanned again
         self.pipeline = pipe
         if backlog:
             logger.debug("measuring the %d chunks that arrived while the kernels loaded",
@@ -680,13 +682,13 @@ class LiveSession:
         first samples at once, so the record shows data as soon as there is some."""
         now = time.monotonic()
         since = now - self._last_flush
-        if since < QUIET_FLUSH_INTERVAL_S and not (self._raw and self.writer is not None
-                                                   and not self.writer.n_samples_any):
+        if since < QUIET_FLUSH_INTERVAL_S and (self._stored_data or not self._raw):
             return
         if self.pipeline is not None and self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
             return
         if self.pipeline is not None:
             self.pipeline.update_monitor()
+        self._stored_data = self._stored_data or bool(self._raw)
         if self.writer is not None:
             self._write_pending()
         self._last_flush = now

@@ -578,11 +578,6 @@ class RecordWriter:
         return {name: st.n for name, st in self._streams.items()}
 
     @property
-    def n_samples_any(self) -> bool:
-        """Whether any stream has samples yet."""
-        return any(st.n for st in self._streams.values())
-
-    @property
     def n_trials(self) -> int:
         t = self._tables.get("trials")
         return t.n_rows if t is not None else 0

@@ -493,6 +493,7 @@ class MarkerInlet(_InletBase):
             raise StreamFormatError(f"marker stream {m.describe()} has an unusable format "
                                     f"{m.channel_format}")
         self.n_markers = 0
+        self._as_numpy = _has_kw(self.inlet.pull_chunk, "as_numpy")
 
     def pull(self, max_markers: int = 256) -> tuple[np.ndarray, list[str]]:
         """Markers available now: ``(timestamps on the marker clock, values)``.
@@ -500,7 +501,7 @@ class MarkerInlet(_InletBase):
         Values come from other programs: bytes that are not UTF-8 are decoded with
         replacement characters rather than failing (pylsl's own decoding would raise).
         """
-        if _has_kw(self.inlet.pull_chunk, "as_numpy"):
+        if self._as_numpy:
             values, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=max_markers,
                                                as_numpy=True)
         else:  # pragma: no cover - pylsl < 1.17
