@@ -266,13 +266,16 @@ class LiveSession:
         self._backlog_markers: list[tuple[np.ndarray, list[str]]] = []
         self._live_from_local_s = math.nan
         self._stored_data = False  # the first samples are written at once
+        self._ready = threading.Event()  # measuring, or stopped
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
         """Resolve and open the streams, create the record, start the acquisition thread.
 
-        Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in the
-        caller, for problems found before acquisition starts.
+        Samples are recorded as soon as the streams are open; the measurement kernels load
+        meanwhile, and `start` returns when they are ready (what arrived before is measured
+        then). Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in
+        the caller, for problems found before acquisition starts.
         """
         if self._thread is not None:
             return self
@@ -293,6 +296,13 @@ class LiveSession:
         except BaseException:
             _GcHold.release()
             raise
+        # samples are recorded from now on; return when they are measured too, so a pulse
+        # fired after start() is measured live
+        self._ready.wait()
+        if self.error is not None:
+            self._thread.join()
+            self._closed = True
+            raise self.error
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -545,6 +555,7 @@ class LiveSession:
             try:
                 self._close_resources()
             finally:
+                self._ready.set()
                 _GcHold.release()
                 self.stopped_local_s = self._clock()
                 self._queue.put(_END)
@@ -599,6 +610,11 @@ class LiveSession:
         self._live_from_local_s = pylsl.local_clock()
         gc.freeze()  # the kernels' objects, like those before the start: never scanned again
         self.pipeline = pipe
+        if self.writer is not None:
+            n = sum(len(b[1]) for b in backlog)
+            self._rec_events.append((self.emg.to_emg_clock(self._live_from_local_s),
+                                     "measuring", {"backlog_samples": n}))
+        self._ready.set()
         if backlog:
             logger.debug("measuring the %d chunks that arrived while the kernels loaded",
                          len(backlog))
@@ -667,12 +683,12 @@ class LiveSession:
                 self._n_rejected += int(bool(np.all(t.rejected)))
                 if math.isfinite(t.last_sample_s) and t.last_sample_s >= live_from_s:
                     self._latencies_s.append(available_s - t.last_sample_s)
+        if self.writer is not None:  # recorded even if the callback fails
+            self._rec_trials.extend(trials)
         for t in trials:
             self._queue.put(t)
             if self.on_trial is not None:
                 self.on_trial(t)
-        if self.writer is not None:
-            self._rec_trials.extend(trials)
 
     def _housekeeping(self) -> None:
         """Write the record and collect garbage, at a quiet moment if possible.
