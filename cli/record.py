@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
               + f" to {args.output}" + ("" if args.duration is None else
                                         f" for {args.duration:g} s")
               + "; Ctrl-C stops", file=sys.stderr, flush=True)
-        cpu0, wall0 = time.process_time(), time.monotonic()  # steady state, after start-up
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        steady = False  # the load is counted from when the kernels are loaded
         n_mains = 0
         if params.line_freq_hz != "auto":
             print(mains_line(params.line_freq_hz, "set"), file=sys.stderr, flush=True)
@@ -171,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
             trial = session.next_trial(timeout=wait)
+            if not steady and session.measuring:
+                cpu0, wall0, steady = time.process_time(), time.monotonic(), True
             decisions = session.mains_decisions
             for d in decisions[n_mains:]:
                 if tty:

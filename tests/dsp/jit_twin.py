@@ -50,7 +50,7 @@ def results() -> dict[str, np.ndarray]:
                                *t.background_rms_uv, *t.peak_time_ms, *t.detected,
                                *t.onset_ambiguous]
                               for t in trials])
-        out[name + "_monitor"] = p.monitor_rms_uv
+        out[name + "_monitor"] = p.update_monitor()
     # exported epochs (channel-major copy path) and the filter kernel
     rng = np.random.default_rng(3)
     ep = rng.normal(0, 5, (4, 2, 1501))
