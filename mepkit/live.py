@@ -772,6 +772,8 @@ class LiveSession:
             trials = pipe.push(x, t)
             if trials:
                 self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+            if pipe.n_mains_decisions > self._n_mains:
+                self._on_mains(float(t[-1]))
 
     def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
         """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
@@ -787,7 +789,7 @@ class LiveSession:
                 self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
-        if self.pipeline.n_mains_decisions > self._n_mains:
+        if self.pipeline is not None and self.pipeline.n_mains_decisions > self._n_mains:
             self._on_mains(float(ts[-1]))
 
     def _on_mains(self, time_s: float) -> None:
