@@ -240,24 +240,36 @@ def test_mepkit_map_simulate_end_to_end(tmp_path):
             assert math.hypot(s["x_mm"] - s["proposed_x_mm"], s["y_mm"] - s["proposed_y_mm"]) < 3
 
 
-def test_mepkit_map_manual_tells_where_to_put_the_coil(tmp_path):
-    """A manual stimulator: the operator is told the site, x/y mm and intensity; 'q' stops."""
+def test_mepkit_map_manual_tells_where_to_put_the_coil(tmp_path, monkeypatch, capsys):
+    """A manual stimulator: the operator is told the site, x/y mm and intensity; 'q' stops.
+    (In this process: the command's start-up is covered by the --simulate test.)"""
+    import io
+    import signal
+
     out = tmp_path / "manual.h5"
     amp = _amp()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\nq\n"))
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        res = cli("map", "--stimulator", "manual", "--emg", amp.name, "--markers",
-                  amp.marker_name, "--source-id", amp.source_id, "--marker-source-id",
-                  amp.marker_source_id, "--grid", "2x2", "--spacing", "20", "--intensity",
-                  "55", "--trial-timeout", "0.3", "-o", str(out), *FAST, stdin="\nq\n")
+        rc = main(["map", "--stimulator", "manual", "--emg", amp.name, "--markers",
+                   amp.marker_name, "--source-id", amp.source_id, "--marker-source-id",
+                   amp.marker_source_id, "--grid", "2x2", "--spacing", "20", "--intensity",
+                   "55", "--trial-timeout", "0.3", "-o", str(out), *FAST])
     finally:
         amp.stop()
-    assert res.returncode == 1, res.stderr[-3000:]
-    prompts = [p for p in res.stderr.split("Set ")[1:]]
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    res = capsys.readouterr()
+    assert rc == 1, res.err[-3000:]
+    prompts = res.err.split("Set ")[1:]
     assert len(prompts) == 2
     assert prompts[0].startswith("55 %MSO") and "coil at x=" in prompts[0] \
         and "site=r" in prompts[0]
-    assert "x=-10.0 mm" in res.stderr or "x=10.0 mm" in res.stderr
-    assert "operator aborted" in res.stdout
+    assert "x=-10.0 mm" in res.err or "x=10.0 mm" in res.err
+    assert "operator aborted" in res.out
+    with open_record(out) as rec:
+        (step,) = [st.data for st in rec.protocol_steps]
+        assert step["rejected"] and step["site"] in prompts[0]
 
 
 @pytest.mark.parametrize("argv, message", [
