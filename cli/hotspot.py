@@ -81,7 +81,7 @@ def _figure(result, est, args) -> None:
     fig = plot_map(m, title=f"hotspot search: {args.output}")
     ax = fig.axes[0]
     ax.plot([est.hotspot_mm[0]], [est.hotspot_mm[1]], marker="*", ms=16, color="red",
-            ls="none", label="estimate")
+            ls="none", label="search estimate")
     if math.isfinite(est.radius95_mm):
         import matplotlib.patches as mp
 
