@@ -243,8 +243,27 @@ def _map_estimate(p: Protocol, *, grid: Any = None, skipped=None, n_boot: int = 
     x = [s.stimulus.x_mm for s in steps]
     y = [s.stimulus.y_mm for s in steps]
     a = [s.amplitude_uv for s in steps]
-    m = map_metrics(x, y, a, grid=grid, trial=[s.index for s in steps], n_boot=n_boot,
-                    **options)
+    site, off = None, []
+    if grid is not None:
+        # a measured position (neuronavigation) outside its planned site's cell: the pulse
+        # is counted at that site rather than failing the whole map
+        site = [s.stimulus.site for s in steps]
+        half = grid.spacing_mm / 2.0 + 1e-9
+        for i, s in enumerate(steps):
+            if not s.stimulus.site:
+                continue
+            gx, gy = grid.position(s.stimulus.site)
+            inside = (abs(x[i] - gx) <= half and abs(y[i] - gy) <= half) if grid.regular \
+                else math.hypot(x[i] - gx, y[i] - gy) <= half
+            if not inside:
+                x[i] = y[i] = math.nan
+                off.append(s.index)
+    m = map_metrics(x, y, a, site=site, grid=grid, trial=[s.index for s in steps],
+                    n_boot=n_boot, **options)
+    if off:
+        m.notes.append(f"{len(off)} pulse(s) measured outside their site's cell (steps "
+                       f"{', '.join(map(str, off[:6]))}{'...' if len(off) > 6 else ''}) were "
+                       f"counted at the planned site")
     est = MapEstimate(m, p.n_pulses, p.n_counted, dict(skipped or {}))
     p._estimate_cache = (key, est)  # type: ignore[attr-defined]
     return est

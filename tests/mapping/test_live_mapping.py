@@ -292,3 +292,24 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
     lines = [ln for ln in err.splitlines() if "error:" in ln]
     assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_grid_map_counts_a_pulse_measured_off_its_cell_at_the_planned_site():
+    """Neuronavigation may report the coil outside its site's cell (the operator drifted):
+    the map is still made, the pulse counted at the planned site, and a note says so."""
+    import dataclasses
+
+    from mepkit.protocols.mapping import GridMapping
+
+    g = GridMapping("2x2@10", 50.0, per_site=1, seed=0)
+    off_site = None
+    while not g.done:
+        stim = g.propose()
+        if off_site is None:  # the first pulse lands 7 mm off (cells are ±5 mm)
+            off_site = stim.site
+            stim = dataclasses.replace(stim, x_mm=stim.x_mm + 7.0)
+        g.observe_stimulus(stim, 100.0)
+    m = g.estimate.metrics
+    assert m.n_sites == 4 and list(m.site_count) == [1, 1, 1, 1]
+    assert any("outside their site's cell" in n and "counted at the planned site" in n
+               for n in m.notes)
