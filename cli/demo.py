@@ -90,7 +90,7 @@ HOTSPOT_INTENSITY_PCT_MSO = 65.0
 #: The area searched for the hotspot (mm, the subject's frame of each hemisphere).
 HOTSPOT_BOUNDS_MM = ((-20.0, 20.0), (-20.0, 20.0))
 #: Map intensity (% RMT).
-MAP_PCT_RMT = 110.0
+MAP_PCT_RMT = 120.0
 
 
 def add_parser(sub) -> None:
@@ -107,7 +107,7 @@ def add_parser(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--full", action="store_true",
                    help="a realistic session: 7x7 maps with 5 pulses per site, 10 trials per "
-                        "recruitment level, 5-6 s between pulses (about 1.5 hours)")
+                        "recruitment level, 5-6 s between pulses (about 70 minutes)")
     g.add_argument("--quick", action="store_true",
                    help="fewer pulses (3x3 maps, 4 recruitment levels; for tests)")
     p.add_argument("--preset", default="stroke-mild",
@@ -229,6 +229,7 @@ class _Demo:
         self.args = args
         self.setting = setting
         self.results: dict[str, Any] = {}
+        self.protocols: dict[str, Any] = {}
         self.steps: dict[str, list[dict[str, Any]]] = {}
         self.timing_s: dict[str, float] = {}
         self.n_phase = 0
@@ -275,6 +276,7 @@ class _Demo:
         result = runner.run()
         self.timing_s[name] = time.monotonic() - t0
         self.results[name] = result
+        self.protocols[name] = protocol
         self.steps[name] = result.steps
         if result.interrupted:
             raise KeyboardInterrupt
@@ -408,8 +410,10 @@ def _print_summary(demo: _Demo, subject: Any, exc_res: Any, record: Path,
         coil = None
         if hot is not None:
             coil = hot.hotspot_mm
-            print(f"  hotspot        ({coil[0]:.0f}, {coil[1]:.0f}) mm ± "
-                  f"{_f(hot.uncertainty_mm)} mm, {hot.n_pulses} pulses; truth "
+            unc = (f"± {hot.uncertainty_mm:.1f} mm" if math.isfinite(hot.uncertainty_mm)
+                   else f"(no MEP >= {search_mep_uv(demo, h):g} µV: best guess)")
+            print(f"  hotspot        ({coil[0]:.0f}, {coil[1]:.0f}) mm {unc} at "
+                  f"{hot.intensity_pct_mso:g} %MSO, {hot.n_pulses} pulses; truth "
                   f"({tx:.1f}, {ty:.1f}) mm, {math.hypot(coil[0] - tx, coil[1] - ty):.1f} mm away")
         true_rmt = subject.true_rmt(h)
         rmt = res["rmt"].estimate if res["rmt"] is not None else None
@@ -432,6 +436,8 @@ def _print_summary(demo: _Demo, subject: Any, exc_res: Any, record: Path,
                       f" %MSO, slope {fits.slope_pct_mso:.1f} %MSO; truth {m.mep_max_uv:.0f} µV, "
                       f"{m.i50_pct_mso / w:.1f} %MSO, {m.slope_pct_mso / w:.1f} %MSO "
                       f"(at the coil position)")
+                for note in fits.notes:
+                    print(f"                 ({note})")
             else:
                 print(f"  recruitment    no fit: {fits.message if fits is not None else '-'}")
         mp = res["map"]
@@ -453,9 +459,14 @@ def _print_summary(demo: _Demo, subject: Any, exc_res: Any, record: Path,
                 continue
             truth = subject.true_rmt(exc_res.affected, muscle) / \
                 subject.true_rmt(exc_res.unaffected, muscle)
+            pct = exc_res.settings["matched_pct_rmt"] / 100.0
+            meps = [subject.expected_amplitude(pct * subject.true_rmt(h, muscle), hemisphere=h,
+                                               muscle=muscle)
+                    for h in (exc_res.affected, exc_res.unaffected)]
+            mep_truth = meps[0] / meps[1] if meps[1] > 0 else math.nan
             for label, q, t in (("RMT ratio", e["rmt_ratio"], truth),
-                                (f"MEP ratio at {exc_res.settings['matched_pct_rmt']:g} % RMT",
-                                 e["mep_ratio"]["same_pct_rmt"], None),
+                                (f"MEP ratio at {pct * 100:g} % RMT",
+                                 e["mep_ratio"]["same_pct_rmt"], mep_truth),
                                 ("laterality index, RMT", e["laterality_index"]["rmt"], None)):
                 val = _quantity(q)
                 extra = f"; truth {t:.2f}" if t is not None and math.isfinite(t) else ""
@@ -469,6 +480,11 @@ def _print_summary(demo: _Demo, subject: Any, exc_res: Any, record: Path,
           + ")")
     print(f"record: {record}  (mepkit info {record}; mepkit analyze {record})")
     print(report_line, flush=True)
+
+
+def search_mep_uv(demo: _Demo, hemisphere: str) -> float:
+    """The MEP criterion of the hotspot search of ``hemisphere``."""
+    return float(getattr(demo.protocols.get(f"hotspot-{hemisphere}"), "mep_uv", 50.0))
 
 
 def _quantity(q: Any) -> str:

@@ -18,6 +18,7 @@ pytest.importorskip("pylsl")
 
 from mepkit.records import open_record  # noqa: E402
 from mepkit.sim.subject import VirtualSubject  # noqa: E402
+from mepkit_cli.main import main  # noqa: E402
 
 KINDS = ("hotspot", "rmt", "recruitment", "map")
 HAS_REPORT = importlib.util.find_spec("mepkit.report.html") is not None
@@ -102,21 +103,29 @@ def test_demo_smallest_setting_end_to_end_under_three_minutes(tmp_path):
     assert wall_s < 180, f"the smallest demo took {wall_s:.0f} s"
 
 
-def test_demo_offline_analyses_the_sample_recording(tmp_path):
-    res = demo("--offline", timeout=120, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "analysing the sample recording instead" in res.stderr
-    assert "trials x" in res.stdout
+def test_demo_offline_analyses_the_sample_recording(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--offline"]) == 0
+    out, err = capsys.readouterr()
+    assert "analysing the sample recording instead" in err
+    assert "trials x" in out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--interval", "0.1"], "--interval must be >= 0.3 s"),
     (["--jitter", "nan"], "--jitter must be a number >= 0"),
     (["-o", "demo.txt"], "the record must end in .h5"),
-    (["--quick", "--full"], "not allowed with argument"),
 ])
-def test_demo_bad_options_get_one_line_errors(tmp_path, args, message):
-    res = demo(*args, timeout=60, cwd=tmp_path)
-    assert res.returncode == 2
-    assert message in res.stderr
-    assert not list(tmp_path.glob("*.h5"))
+def test_demo_bad_options_get_one_line_errors(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_demo_quick_and_full_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", "--full"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
