@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -86,7 +87,7 @@ SETTINGS = {
 }
 #: Starting intensity of the hotspot search (%MSO): above most resting thresholds, so the
 #: opening design sees MEPs; the search raises it when it sees none.
-HOTSPOT_INTENSITY_PCT_MSO = 65.0
+HOTSPOT_INTENSITY_PCT_MSO = 70.0
 #: The area searched for the hotspot (mm, the subject's frame of each hemisphere).
 HOTSPOT_BOUNDS_MM = ((-20.0, 20.0), (-20.0, 20.0))
 #: Map intensity (% RMT).
@@ -386,11 +387,17 @@ def write_report(record: Path, out: Path, *, affected: str | None) -> str:
     Returns a line saying where it is, or why there is none (this installation has no
     report module yet).
     """
+    from mepkit.errors import MepkitError
+
     try:
         from mepkit.report.html import write_report as _write
     except ImportError:
         return "report: not written (this installation has no 'mepkit report' yet)"
-    _write(record, out, affected=affected)
+    try:
+        _write(record, out, affected=affected)
+    except MepkitError as exc:
+        return f"report: not written: {exc} (the record is complete; try: mepkit report " \
+               f"{record} -o {out})"
     return f"report: {out}"
 
 
@@ -430,8 +437,10 @@ def _print_summary(demo: _Demo, subject: Any, exc_res: Any, record: Path,
             m = subject.muscle(h, "FDI")
             w = true_rmt / subject.true_rmt(h, x_mm=coil[0], y_mm=coil[1]) if coil else 1.0
             if fits is not None and fits.ok:
-                print(f"  recruitment    MEPmax {fits.mep_max_uv:.0f} µV"
-                      f"{_interval(*(fits.mep_max_uv_ci or (None, None)), digits=0)}, I50 "
+                unreached = any("plateau not reached" in n for n in fits.notes)
+                mx = ("not reached" if unreached else f"{fits.mep_max_uv:.0f} µV"
+                      f"{_interval(*(fits.mep_max_uv_ci or (None, None)), digits=0)}")
+                print(f"  recruitment    MEPmax {mx}, I50 "
                       f"{fits.i50_pct_mso:.1f}{_interval(*(fits.i50_pct_mso_ci or (None, None)))}"
                       f" %MSO, slope {fits.slope_pct_mso:.1f} %MSO; truth {m.mep_max_uv:.0f} µV, "
                       f"{m.i50_pct_mso / w:.1f} %MSO, {m.slope_pct_mso / w:.1f} %MSO "
@@ -567,6 +576,11 @@ def run(args: argparse.Namespace) -> int:
              if demo.interval_s < 5 else ""), flush=True)
     amp = SimulatedAmplifier(subject, channels=channels, name=f"{sid}-emg", source_id=sid,
                              seed=args.seed)
+
+    def on_term(signum: int, frame: Any) -> None:  # SIGTERM stops like Ctrl-C: record kept
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
     coil = None
     exc_res = None
     try:
@@ -602,6 +616,7 @@ def run(args: argparse.Namespace) -> int:
         if coil is not None:
             coil.close()
         amp.stop()
+        signal.signal(signal.SIGTERM, old_term)
     session_s = time.monotonic() - t_start
     report_line = "report: not written (--no-report)"
     if not args.no_report:
