@@ -27,9 +27,11 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+__all__ = ["DemoSetting", "SETTINGS", "add_parser", "run", "write_report"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_XDF = ROOT / "sample_data" / "sample_session.xdf"
@@ -627,5 +629,3 @@ def run(args: argparse.Namespace) -> int:
           f"{time.monotonic() - t_start - session_s:.0f} s)")
     return 0 if session.error is None else 1
 
-
-__all__ = ["DemoSetting", "SETTINGS", "add_parser", "run", "write_report"]
