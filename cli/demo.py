@@ -383,7 +383,7 @@ class _Demo:
 
 
 # ---------------------------------------------------------------------- report
-def write_report(record: Path, out: Path, *, affected: str | None) -> str:
+def write_report(record: Path, out: Path, *, affected: str | None, n_boot: int = 1000) -> str:
     """Write the HTML report of ``record`` to ``out`` with ``mepkit report``'s library call.
 
     Returns a line saying where it is, or why there is none (this installation has no
@@ -396,7 +396,7 @@ def write_report(record: Path, out: Path, *, affected: str | None) -> str:
     except ImportError:
         return "report: not written (this installation has no 'mepkit report' yet)"
     try:
-        _write(record, out, affected=affected)
+        _write(record, out, affected=affected, n_boot=n_boot)
     except MepkitError as exc:
         return f"report: not written: {exc} (the record is complete; try: mepkit report " \
                f"{record} -o {out})"
@@ -623,7 +623,7 @@ def run(args: argparse.Namespace) -> int:
     report_line = "report: not written (--no-report)"
     if not args.no_report:
         print(f"\nwriting the report {report} ...", flush=True)
-        report_line = write_report(out, report, affected=lesioned)
+        report_line = write_report(out, report, affected=lesioned, n_boot=setting.n_boot)
     _print_summary(demo, subject, exc_res, out, report_line, time.monotonic() - t_start)
     print(f"(the session took {session_s:.0f} s, the report "
           f"{time.monotonic() - t_start - session_s:.0f} s)")
