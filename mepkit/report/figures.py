@@ -35,7 +35,9 @@ MAX_PANELS = 12
 def render_figure(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
     """The figure as ``png`` or ``svg`` bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight",
+    # a figure with a layout engine is laid out already: "tight" would only add a draw
+    tight = "tight" if fig.get_layout_engine() is None else None
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches=tight,
                 metadata={"Date": None} if fmt == "svg" else None)
     return buf.getvalue()
 
@@ -43,6 +45,16 @@ def render_figure(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
 def close_figure(fig: Any) -> None:
     """Free the figure's memory (pyplot keeps every figure until closed)."""
     _pyplot().close(fig)
+
+
+def _log_y(ax: Any) -> None:
+    """A log y axis with plain numbers on the decades and no minor labels (mathtext tick
+    labels cost most of a figure's drawing time)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _grid(n: int, ncols: int = 3, w: float = 3.6, h: float = 2.8):
@@ -99,9 +111,10 @@ def plot_background(table: Any, *, events: Any = None, limit_uv: float | None = 
             for i, te in enumerate(np.asarray(ev["time_s"], float)):
                 ax.axvline(te - t0, color="0.45", ls=style, lw=1.2,
                            label=kind if i == 0 else None)
-    ax.set_xlabel(f"time since first trial (s)")
+    ax.set_xlabel("time since first trial (s)")
     ax.set_ylabel("background RMS (µV)")
-    ax.set_yscale("symlog", linthresh=10.0)
+    if np.any(np.asarray(table["background_rms_uv"], float) > 0):
+        _log_y(ax)
     ax.set_title("Background EMG per trial", fontsize=10)
     ax.legend(fontsize=7, ncol=4, loc="upper left", framealpha=0.8)
     return fig
@@ -212,7 +225,7 @@ def plot_hunt(steps: Sequence[dict[str, Any]], estimate: dict[str, Any] | None, 
         ax2.plot(n[~counted], shown[~counted], "x", color="tab:red", ms=6)
     ax2.axhline(criterion_uv, color="k", ls="--", lw=0.8)
     if np.isfinite(shown).any():
-        ax2.set_yscale("log")
+        _log_y(ax2)
     ax2.set_ylabel("amplitude (µV)")
     ax2.set_xlabel("pulse")
     return fig
@@ -308,7 +321,7 @@ def _scatter_amplitudes(ax: Any, x: np.ndarray, a: np.ndarray, rej: np.ndarray,
     if criterion_uv is not None:
         ax.axhline(criterion_uv, color="k", ls="--", lw=0.8)
     if np.isfinite(shown).any():
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.set_xlabel("intensity (%MSO)", fontsize=8)
     ax.set_ylabel("amplitude (µV)", fontsize=8)
     ax.tick_params(labelsize=7)
