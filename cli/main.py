@@ -16,8 +16,8 @@ from mepkit.errors import MepkitError
 from mepkit.errors import UsageError as UserError  # one class, also when run with -m
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("analyze", "info", "convert", "simulate", "record", "excitability", "report",
-            "demo")
+COMMANDS = ("analyze", "info", "convert", "simulate", "record", "threshold", "recruitment",
+            "excitability", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, Params
 if TYPE_CHECKING:
     from mepkit.pipeline import Trial
 
-__all__ = ["LiveSession", "LiveStatus"]
+__all__ = ["LiveSession", "LiveStatus", "BackgroundLevel"]
 
 logger = logging.getLogger("mepkit.live")
 
@@ -76,6 +76,88 @@ class LiveStatus:
         return (f"{state} | samples {self.samples} | drops {self.drops} | gaps {self.gaps} | "
                 f"lag {lag} | markers {self.markers} | trials {self.trials} "
                 f"(detected {self.detected}, rejected {self.rejected})")
+
+
+@dataclass
+class BackgroundLevel:
+    """The target muscle's recent background EMG (`LiveSession.background_rms_uv`).
+
+    ``rms_uv`` holds one RMS per block, oldest first, each after removing offset,
+    linear trend and mains (the model the trial background is cleaned with), so it is
+    voluntary EMG and noise, not mains or drift. ``newest_s`` is the timestamp of the
+    newest sample (EMG clock), ``age_s`` how long ago that was.
+    """
+
+    rms_uv: np.ndarray
+    newest_s: float
+    age_s: float
+
+    def below(self, limit_uv: float, n_blocks: int) -> bool:
+        """``n_blocks`` blocks were measured and every one is at or below ``limit_uv``."""
+        r = self.rms_uv
+        return r.shape[0] >= n_blocks and bool(np.all(r[-n_blocks:] <= limit_uv))
+
+    def above(self, limit_uv: float, n_blocks: int) -> bool:
+        """``n_blocks`` blocks were measured and every one is at or above ``limit_uv``."""
+        r = self.rms_uv
+        return r.shape[0] >= n_blocks and bool(np.all(r[-n_blocks:] >= limit_uv))
+
+
+def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params,
+                         block_n: int) -> np.ndarray:
+    """RMS of consecutive blocks of ``block_n`` samples (the newest last), each cleaned of
+    offset, linear trend and mains harmonics by a least-squares fit.
+
+    The same terms and rules as the trial background (docs/methods.md, step 5): trend
+    for blocks of 20 ms or more, mains for 1.5 periods or more, harmonics below Nyquist.
+    No low-pass, so it reads slightly higher than a trial's ``background_rms_uv``.
+    A block with a non-finite sample gives NaN.
+
+    Returns
+    -------
+    ndarray, shape (n_blocks,)
+        One value per complete block; samples older than the oldest complete block
+        are left out.
+    """
+    x = np.asarray(samples_uv, dtype=np.float64)
+    n_blocks = x.shape[0] // block_n if block_n > 0 else 0
+    if n_blocks == 0:
+        return np.zeros(0)
+    y = x[x.shape[0] - n_blocks * block_n:].reshape(n_blocks, block_n).T
+    design, pinv = _block_design(block_n, float(sfreq_hz), params.line_freq_hz,
+                                 params.line_harmonics)
+    finite = np.all(np.isfinite(y), axis=0)
+    out = np.full(n_blocks, np.nan)
+    if np.any(finite):
+        yf = y[:, finite]
+        r = yf - design @ (pinv @ yf)
+        out[finite] = np.sqrt(np.mean(r * r, axis=0))
+    return out
+
+
+_DESIGNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _block_design(block_n: int, sfreq_hz: float, line_freq_hz: float | None,
+                  harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+    """Regressors of one block and their pseudo-inverse (cached: a gate asks often)."""
+    key = (block_n, sfreq_hz, line_freq_hz, harmonics)
+    got = _DESIGNS.get(key)
+    if got is None:
+        t = np.arange(block_n) / sfreq_hz
+        dur_s = block_n / sfreq_hz
+        cols = [np.ones(block_n)]
+        if dur_s >= 0.020:
+            cols.append(t - t.mean())
+        f = line_freq_hz
+        if f and dur_s * f >= 1.5:
+            for h in range(1, harmonics + 1):
+                if h * f < sfreq_hz / 2:
+                    cols.append(np.cos(2 * np.pi * h * f * t))
+                    cols.append(np.sin(2 * np.pi * h * f * t))
+        design = np.stack(cols, axis=1)
+        got = _DESIGNS[key] = (design, np.linalg.pinv(design))
+    return got
 
 
 _END = object()
@@ -236,6 +318,9 @@ class LiveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # the record is written by the acquisition thread and, for protocol steps and
+        # results, by the caller's thread (`append_protocol_step`)
+        self._write_lock = threading.RLock()
         self._n_trials = self._n_detected = self._n_rejected = 0
         self._n_markers = 0
         self._latencies_s: list[float] = []
@@ -376,6 +461,66 @@ class LiveSession:
     def channels(self) -> tuple[str, ...]:
         """The measured EMG channels (after `start`)."""
         return self.pipeline.channels if self.pipeline is not None else ()
+
+    def now_s(self) -> float:
+        """Now on the EMG clock (the clock of trial and record times)."""
+        self._check_started("now_s")
+        return self.emg.to_emg_clock(self._clock())
+
+    def background_rms_uv(self, channel: int | str, duration_s: float = 0.5,
+                          block_s: float = 0.1) -> BackgroundLevel:
+        """The recent background EMG of one channel, for gating pulses on relaxation.
+
+        Computed on demand in the caller's thread from the Pipeline's raw ring buffer
+        (nothing is added to the per-chunk work): the newest ``duration_s`` split into
+        blocks of ``block_s``, each cleaned as a trial's background is
+        (`compute_block_rms_uv`).
+
+        Parameters
+        ----------
+        channel : int or str
+            A measured channel (label or index in `channels`).
+        duration_s, block_s : float
+            Span looked at and block length (seconds).
+        """
+        self._check_started("background_rms_uv")
+        pipe = self.pipeline
+        x, ts = pipe.recent_samples(duration_s, channel)
+        block_n = max(1, int(round(block_s * pipe.sfreq_hz)))
+        rms = compute_block_rms_uv(x, pipe.sfreq_hz, self.params, block_n)
+        newest = float(ts[-1]) if ts.shape[0] else -math.inf
+        return BackgroundLevel(rms, newest, self.now_s() - newest)
+
+    def append_protocol_step(self, step: dict[str, Any], *, time_s: float | None = None) -> None:
+        """Store one protocol step in the record now (any thread).
+
+        ``time_s`` on the EMG clock (default: now). Raises `MepkitError` when the session
+        has no record or its record is already closed (the session stopped).
+        """
+        with self._write_lock:
+            w = self._open_writer("append_protocol_step")
+            w.append_protocol_step(step, time_s=self.now_s() if time_s is None else time_s)
+
+    def set_protocol_result(self, name: str, result: dict[str, Any], *,
+                            time_s: float | None = None) -> None:
+        """Store a protocol's result in the record (any thread); the last one per name wins."""
+        with self._write_lock:
+            w = self._open_writer("set_protocol_result")
+            w.set_protocol_result(name, result, time_s=self.now_s() if time_s is None else time_s)
+
+    def _open_writer(self, what: str) -> Any:
+        if self.record_path is None:
+            raise MepkitError(f"{what}: this session writes no record (give record_path=)")
+        w = self.writer
+        if w is None or w.closed:
+            raise MepkitError(f"{what}: the record {self.record_path} is already closed "
+                              f"(the session stopped)")
+        return w
+
+    def _check_started(self, what: str) -> None:
+        if self.pipeline is None or self.emg is None:
+            raise MepkitError(f"{what}: the session is not started: use `with LiveSession(...) "
+                              f"as session:` or call session.start() first")
 
     # ------------------------------------------------------------------ opening
     @staticmethod
@@ -597,6 +742,10 @@ class LiveSession:
             gc.collect(1)
 
     def _write_pending(self) -> None:
+        with self._write_lock:
+            self._write_pending_locked()
+
+    def _write_pending_locked(self) -> None:
         from mepkit.pipeline import trial_columns
 
         w = self.writer
@@ -626,25 +775,27 @@ class LiveSession:
             left = pipe.finish()
             if left:
                 self._deliver(left, self.emg.to_emg_clock(self._clock()))
-        if self.writer is not None and not self.writer.closed:
-            if self.emg is not None:
-                self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
-                    "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
-                    "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
-                    "error": None if self.error is None else str(self.error)}))
-            self._write_pending()
-            self.writer.close()
+        with self._write_lock:
+            if self.writer is not None and not self.writer.closed:
+                if self.emg is not None:
+                    self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
+                        "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
+                        "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
+                        "error": None if self.error is None else str(self.error)}))
+                self._write_pending_locked()
+                self.writer.close()
 
     def _close_resources(self) -> None:
         for inlet in (self.emg, self.marker_inlet):
             if inlet is not None:
                 inlet.close()
-        if self.writer is not None and not self.writer.closed:
-            try:
-                self.writer.close()
-            except Exception as exc:  # noqa: BLE001
-                logger.error("could not close the record %s: %s", self.record_path,
-                             one_line(exc))
+        with self._write_lock:
+            if self.writer is not None and not self.writer.closed:
+                try:
+                    self.writer.close()
+                except Exception as exc:  # noqa: BLE001
+                    logger.error("could not close the record %s: %s", self.record_path,
+                                 one_line(exc))
 
     def _maybe_raise(self) -> None:
         """Raise the acquisition thread's error in the caller (once per call site)."""

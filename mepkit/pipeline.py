@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -187,6 +188,8 @@ class Pipeline:
         self._pos = 0
         self.n_samples = 0
         self.last_time_s = -math.inf
+        # odd while the ring is being written: `recent_samples` (another thread) retries
+        self._ring_seq = 0
         self._pending: list[_Pending] = []
         self._overflow: list[Trial] = []
         self._next_index = int(first_index)
@@ -314,10 +317,14 @@ class Pipeline:
         start = 0
         while start < n:
             stop = min(n, start + self.capacity // 2)
-            self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
-                                           emg[start:stop], ts[start:stop])
-            self.n_samples += stop - start
-            self.last_time_s = float(ts[stop - 1])
+            self._ring_seq += 1
+            try:
+                self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
+                                               emg[start:stop], ts[start:stop])
+                self.n_samples += stop - start
+                self.last_time_s = float(ts[stop - 1])
+            finally:
+                self._ring_seq += 1
             start = stop
             if start < n:
                 trials = self._complete()
@@ -342,15 +349,63 @@ class Pipeline:
         logger.warning("EMG clock jumped back from %.4f s; restarting the buffer on the new clock",
                        self.last_time_s)
         out = self.finish()
+        self._ring_seq += 1
         self.n_samples = 0
         self._pos = 0
         self.last_time_s = -math.inf
+        self._ring_seq += 1
         self.n_clock_resets += 1
         return out
 
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    def recent_samples(self, duration_s: float, channel: int | str = 0
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of the newest ``duration_s`` of one channel (µV) and their timestamps.
+
+        Safe to call from another thread while `push` runs in the acquisition thread: the
+        ring carries a sequence number that is odd while it is written, and a copy taken
+        across a write is taken again. It costs `push` two integer increments.
+
+        Parameters
+        ----------
+        duration_s : float
+            How much history; at most the ring's length (``buffer_s``).
+        channel : int or str
+            Index among `channels` or its label.
+
+        Returns
+        -------
+        samples_uv : ndarray, shape (n,)
+        timestamps_s : ndarray, shape (n,)
+            Fewer than ``duration_s`` worth when less has arrived; empty before any data.
+        """
+        c = self.channel_index(channel)
+        want = max(0, int(math.ceil(float(duration_s) * self.sfreq_hz)))
+        while True:
+            seq = self._ring_seq
+            if seq & 1:  # a write is under way in the other thread (kernel without the GIL)
+                time.sleep(0)
+                continue
+            k = min(want, self.n_samples, self.capacity)
+            hi = self._pos + self.capacity
+            x = self._buf[hi - k:hi, c].copy()
+            t = self._ts[hi - k:hi].copy()
+            if self._ring_seq == seq:
+                return x, t
+
+    def channel_index(self, channel: int | str) -> int:
+        """Index in `channels` of a channel label (or a valid index); ValueError otherwise."""
+        if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool):
+            if 0 <= int(channel) < len(self.channels):
+                return int(channel)
+            raise ValueError(f"channel index {channel} out of range 0..{len(self.channels) - 1}")
+        if channel in self.channels:
+            return self.channels.index(channel)
+        raise ValueError(f"channel {channel!r} is not measured; the channels are "
+                         f"{list(self.channels)}")
 
     @property
     def next_index(self) -> int:
