@@ -213,3 +213,39 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     rc = main(["report", str(bad), "-o", str(tmp_path / "missing" / "r.html")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "r.html" in err
+
+
+def test_live_threshold_hunt_record(tmp_path):
+    """A record written by the real closed-loop runner (``mepkit threshold --simulate``, real
+    liblsl): its hunt is drawn with the stored estimate; no map, no excitability."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pylsl")
+    from mepkit.records import open_record
+
+    rec_path = tmp_path / "rmt.h5"
+    res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "threshold", "--simulate",
+                          "--method", "bayes", "--seed", "2", "--max-pulses", "8", "-o",
+                          str(rec_path), "--interval", "0.3", "--jitter", "0.2", "--relax",
+                          "0.2"], capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with open_record(rec_path) as rec:
+        (name, result), = rec.protocol_results.items()
+        n_steps = len(rec.protocol_steps)
+    out = tmp_path / "rmt.html"
+    report = write_report(rec_path, out, n_boot=60)
+    text, page = parse(out)
+    th = page.sections["thresholds"]
+    assert [i["alt"] for i in th["imgs"]][0].startswith(f"Hunt 1: {name}")
+    decode_png(th["imgs"][0])
+    est = result["estimate"]
+    body = "".join(th["text"])
+    assert est["message"] in body
+    runs = "".join(page.sections["summary"]["text"])
+    assert name in runs and str(n_steps) in runs
+    assert page.sections["maps"]["absent"] and page.sections["excitability"]["absent"]
+    assert page.sections["overlays"]["imgs"]
+    assert '"min_interval_s": 0.3' in "".join(page.sections["parameters"]["text"])
+    assert report.section("thresholds").figures
+    no_network(text, page)
