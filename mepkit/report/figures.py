@@ -165,7 +165,7 @@ def plot_overlays(times_ms: np.ndarray, panels: Sequence[dict[str, Any]], *,
             top = float(np.nanpercentile(np.abs(finite), 99.5)) * 1.1 or 1.0
             ax.set_ylim(-top, top)
         n_rej = int(rej.sum())
-        ax.set_title(f"{p['title']}\n{tr.shape[0]} trials" + (f", {n_rej} rejected" if n_rej
+        ax.set_title(f"{_wrap(p['title'])}\n{tr.shape[0]} trials" + (f", {n_rej} rejected" if n_rej
                                                                 else ""), fontsize=8)
         ax.set_xlabel("time from stimulus (ms)", fontsize=8)
         ax.set_ylabel("EMG (µV)", fontsize=8)
@@ -255,7 +255,7 @@ def plot_threshold_trials(groups: Sequence[dict[str, Any]], *, criterion_uv: flo
                 f" [{est.ci[0]:.1f}, {_hi(est.ci[1])}]" if est.ci else "")
         else:
             sub = est.message or est.status
-        ax.set_title(f"{g['title']}\n{sub}", fontsize=8)
+        ax.set_title(f"{_wrap(g['title'])}\n{_wrap(sub)}", fontsize=8)
     return fig
 
 
@@ -282,15 +282,15 @@ def plot_recruitment(groups: Sequence[dict[str, Any]], *, floor_uv: float,
             ax.plot(xs, np.maximum(fit.predict(xs), floor_uv * 0.5), color="tab:orange", lw=1.8,
                     label="Boltzmann fit (median)")
             if fit.i50_pct_mso_ci is not None:
-                lo, hi = fit.i50_pct_mso_ci
-                ax.axvspan(lo, hi if math.isfinite(hi) else np.nanmax(x), color="tab:orange",
-                           alpha=0.15, lw=0, label="I50 interval")
+                lo, hi = fit.i50_pct_mso_ci  # drawn within the intensities tested
+                ax.axvspan(max(lo, xs[0]), min(hi, xs[-1]), color="tab:orange", alpha=0.15,
+                           lw=0, label="I50 interval (within the range tested)")
             sub = (f"MEPmax {fit.mep_max_uv:.0f} µV, I50 {fit.i50_pct_mso:.1f}, "
                    f"slope {fit.slope_pct_mso:.1f} %MSO")
             ax.legend(fontsize=6, loc="upper left")
         else:
             sub = fit.message or fit.status
-        ax.set_title(f"{g['title']}\n{sub}", fontsize=8)
+        ax.set_title(f"{_wrap(g['title'])}\n{_wrap(sub)}", fontsize=8)
     return fig
 
 
@@ -300,6 +300,12 @@ def _num(v: Any) -> float:
         return float(v) if v is not None else math.nan
     except (TypeError, ValueError):
         return math.nan
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
 
 
 def _hi(v: float) -> str:

@@ -196,13 +196,14 @@ def _ci(ci: Any, digits: int = 1) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
            numeric: Sequence[int] = ()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
     body = []
     for r in rows:
         cells = "".join(
             f'<td class="num">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>"
             for i, c in enumerate(r))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
 def _p(text: str) -> str:
@@ -299,7 +300,9 @@ class _Builder:
         self.dpi = dpi
         t = src.table
         self.table = t
-        self.ok = t[~t["rejected"].astype(bool)] if len(t) else t
+        self.site_table, self.n_off_site = _at_main_site(t)
+        st = self.site_table
+        self.ok = st[~st["rejected"].astype(bool)] if len(st) else st
         self.slugs: set[str] = set()
         self.notes: list[str] = []
 
@@ -335,6 +338,12 @@ class _Builder:
             return None
 
     # -- helpers
+    def say_off_site(self, section: Section) -> None:
+        if self.n_off_site:
+            section.parts.append(_p(
+                f"{self.n_off_site} trial rows at other coil positions than each hemisphere's "
+                "most used one (mapping trials) are left out"))
+
     def intensities(self, t) -> np.ndarray:
         if "intensity_pct_mso" not in t:
             return np.zeros(0)
@@ -609,7 +618,8 @@ class _Builder:
         if len(self.intensities(t)) >= MIN_INTENSITIES_THRESHOLD:
             from mepkit.analysis import estimate_thresholds
 
-            res = self.safe(s, "thresholds from trials", estimate_thresholds, self.table,
+            self.say_off_site(s)
+            res = self.safe(s, "thresholds from trials", estimate_thresholds, self.site_table,
                             criterion_uv=self.criterion_uv)
             if res is not None and len(res):
                 s.parts.append("<h3>Thresholds from trials</h3>")
@@ -626,7 +636,8 @@ class _Builder:
                       and not _isnan(row["ci_low"]) else "",
                       row["status"] + (f": {row['message']}" if row["message"] else ""))
                      for _, row in res.iterrows()], numeric=(len(by), len(by) + 1, len(by) + 2)))
-                show = [row for _, row in res.iterrows() if row["n_mep"] > 0][:MAX_PANELS]
+                show = [row for _, row in res.iterrows() if row["status"] == "ok"
+                        or (row["n_mep"] > 0 and row["n_trials"] >= 5)][:MAX_PANELS]
                 if show:
                     groups = [self._group(row, by) | {"estimate": row["estimate"]}
                               for row in show]
@@ -642,7 +653,7 @@ class _Builder:
     def _group(self, row: Any, by: Sequence[str]) -> dict[str, Any]:
         from mepkit.analysis._table import prepared
 
-        t = prepared(self.table, by)
+        t = prepared(self.site_table, by)
         sel = np.ones(len(t), bool)
         for c in by:
             sel &= (t[c] == row[c]).to_numpy()
@@ -662,7 +673,8 @@ class _Builder:
             return s
         from mepkit.analysis import fit_recruitment_curves
 
-        res = self.safe(s, "recruitment curves", fit_recruitment_curves, self.table,
+        self.say_off_site(s)
+        res = self.safe(s, "recruitment curves", fit_recruitment_curves, self.site_table,
                         floor_uv=self.floor_uv)
         if res is None or not len(res):
             return s
@@ -762,7 +774,7 @@ class _Builder:
 
     def excitability(self) -> Section:
         s = Section(*SECTIONS[6])
-        t = self.table
+        t = self.site_table
         if not len(t) or "hemisphere" not in t or "intensity_pct_mso" not in t:
             s.say_absent("no hemispheric excitability: no trials with hemisphere and intensity")
             return s
@@ -776,6 +788,7 @@ class _Builder:
                          + (f" (this file has the {'left' if 'l' in sides else 'right'} only)"
                             if sides else ""))
             return s
+        self.say_off_site(s)
         if len(use) < len(t):
             s.parts.append(_p(f"{len(t) - len(use)} of {len(t)} trial rows have no hemisphere "
                               "or intensity and are left out"))
@@ -876,6 +889,30 @@ def _result_rows(rec: Any) -> list[tuple[float, str, Any]]:
             doc = None
         out.append((float(t), str(name), doc))
     return out
+
+
+def _at_main_site(t: Any) -> tuple[Any, int]:
+    """The rows for intensity analyses (thresholds, curves, excitability) and how many were
+    left out: in a hemisphere whose trials are at `MIN_MAP_SITES` or more coil positions
+    (a map), only those without a position or at its most used position (the hotspot)."""
+    if not len(t) or not {"x_mm", "y_mm"} <= set(t.columns):
+        return t, 0
+    x, y = t["x_mm"].to_numpy(float), t["y_mm"].to_numpy(float)
+    has = np.isfinite(x) & np.isfinite(y)
+    if not has.any():
+        return t, 0
+    hemi = (t["hemisphere"].fillna("").astype(str).to_numpy(object) if "hemisphere" in t
+            else np.full(len(t), "", object))
+    keep = np.ones(len(t), bool)
+    pos = np.stack([np.round(x, 3), np.round(y, 3)], 1)
+    for h in set(hemi[has]):
+        sel = has & (hemi == h)
+        sites, counts = np.unique(pos[sel], axis=0, return_counts=True)
+        if len(sites) < MIN_MAP_SITES:
+            continue
+        main = sites[int(np.argmax(counts))]
+        keep &= ~(sel & ~np.all(pos == main, axis=1))
+    return (t if keep.all() else t[keep]), int((~keep).sum())
 
 
 def _condition_names(trials: Any) -> dict[int, str]:

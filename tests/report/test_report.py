@@ -226,7 +226,7 @@ def test_live_threshold_hunt_record(tmp_path):
 
     rec_path = tmp_path / "rmt.h5"
     res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "threshold", "--simulate",
-                          "--method", "bayes", "--seed", "2", "--max-pulses", "8", "-o",
+                          "--method", "bayes", "--seed", "2", "--max-pulses", "5", "-o",
                           str(rec_path), "--interval", "0.3", "--jitter", "0.2", "--relax",
                           "0.2"], capture_output=True, text=True, timeout=90)
     assert res.returncode == 0, res.stderr[-3000:]
