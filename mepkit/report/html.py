@@ -540,13 +540,25 @@ class _Builder:
             s.parts.append(_p(f"the first {MAX_PANELS} of {len(chans)} channels are shown"))
             chans = chans[:MAX_PANELS]
         idx = [labels.index(c) for c in chans]
+        from mepkit.analyze import _assign_markers, clock_segments
+
+        # a clock that jumps back (reset): each trial is looked up on its own part of the
+        # stream, assigned as the measurement assigned its marker
+        segments = clock_segments(ts, p.gap_tolerance_ms / 1000.0)
+        in_order = trials.sort_values("trial")
+        stims = in_order["stim_time_s"].to_numpy(float)
+        seg_of = dict(zip(in_order["trial"].to_numpy(int),
+                          _assign_markers(stims, ts, segments) if len(segments) > 1
+                          else np.zeros(len(stims), int)))
         epochs: dict[int, np.ndarray] = {}
         for trial, st in zip(trials["trial"].to_numpy(int), trials["stim_time_s"].to_numpy(float)):
-            if not math.isfinite(st):
+            k = int(seg_of.get(int(trial), -1))
+            if not math.isfinite(st) or k < 0:
                 continue
-            i = int(np.searchsorted(ts, st))
+            lo_i, hi_i = segments[k]
+            i = lo_i + int(np.searchsorted(ts[lo_i:hi_i], st))
             a, b = i - pre, i + post
-            if a < 0 or b > len(ts):
+            if a < lo_i or b > hi_i:
                 continue
             x = np.asarray(r.data[a:b], float)[:, idx] * np.asarray(scales, float)[idx]
             x = x - np.nanmean(x[bg_sel], axis=0)
