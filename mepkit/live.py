@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -67,15 +68,25 @@ class LiveStatus:
     rejected: int
     stream_lost: bool
     error: str | None = None
+    #: Background EMG now, per channel: RMS (µV) of the monitor filter's output
+    #: (``Params.monitor_band_hz`` band-pass and mains notches) over the last 0.2 s.
+    background_rms_uv: tuple[float, ...] = ()
 
     def line(self) -> str:
         """A one-line summary for a terminal status line."""
         lag = f"{self.lag_s * 1e3:.1f} ms" if math.isfinite(self.lag_s) else "-"
         state = "LOST (waiting for the stream)" if self.stream_lost else (
             "running" if self.running else "stopped")
+        bg = [v for v in self.background_rms_uv if math.isfinite(v)]
+        if not bg:
+            bgs = "-"
+        elif len(bg) <= 4:
+            bgs = "/".join(f"{v:.1f}" for v in bg) + " µV"
+        else:
+            bgs = f"max {max(bg):.1f} µV"
         return (f"{state} | samples {self.samples} | drops {self.drops} | gaps {self.gaps} | "
-                f"lag {lag} | markers {self.markers} | trials {self.trials} "
-                f"(detected {self.detected}, rejected {self.rejected})")
+                f"lag {lag} | background {bgs} | markers {self.markers} | trials "
+                f"{self.trials} (detected {self.detected}, rejected {self.rejected})")
 
 
 @dataclass
@@ -331,13 +342,25 @@ class LiveSession:
         self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._last_flush = self._last_full_gc = 0.0
+        # the Pipeline, built in the background (`_build_pipeline`), and what arrived before
+        self._warm: threading.Thread | None = None
+        self._pending_pipeline: Any = None
+        self._warm_error: BaseException | None = None
+        self._opener_error: BaseException | None = None
+        self._backlog: list[tuple[np.ndarray, np.ndarray]] = []
+        self._backlog_markers: list[tuple[np.ndarray, list[str]]] = []
+        self._live_from_local_s = math.nan
+        self._stored_data = False  # the first samples are written at once
+        self._ready = threading.Event()  # measuring, or stopped
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
         """Resolve and open the streams, create the record, start the acquisition thread.
 
-        Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in the
-        caller, for problems found before acquisition starts.
+        Samples are recorded as soon as the streams are open; the measurement kernels load
+        meanwhile, and `start` returns when they are ready (what arrived before is measured
+        then). Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in
+        the caller, for problems found before acquisition starts.
         """
         if self._thread is not None:
             return self
@@ -358,6 +381,13 @@ class LiveSession:
         except BaseException:
             _GcHold.release()
             raise
+        # samples are recorded from now on; return when they are measured too, so a pulse
+        # fired after start() is measured live
+        self._ready.wait()
+        if self.error is not None:
+            self._thread.join()
+            self._closed = True
+            raise self.error
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -385,6 +415,12 @@ class LiveSession:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def measuring(self) -> bool:
+        """Whether the Pipeline is ready (its kernels load in the background after `start`;
+        samples and markers that arrive meanwhile are recorded and measured then)."""
+        return self.pipeline is not None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the session stops (error, `stop`) or ``timeout``; True if stopped."""
@@ -449,7 +485,9 @@ class LiveSession:
             lag_s=emg.lag_s() if emg else math.nan,
             markers=self._n_markers, trials=n_tr, detected=n_det, rejected=n_rej,
             stream_lost=bool(emg.lost) if emg else False,
-            error=None if self.error is None else f"{type(self.error).__name__}: {self.error}")
+            error=None if self.error is None else one_line(self.error),
+            background_rms_uv=tuple(float(v) for v in self.pipeline.monitor_rms_uv)
+            if self.pipeline is not None else ())
 
     @property
     def latencies_s(self) -> np.ndarray:
@@ -542,7 +580,6 @@ class LiveSession:
         return spec  # a pylsl.StreamInfo
 
     def _open(self) -> None:
-        from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
         from mepkit.errors import FileFormatError
         from mepkit.sources.recording import channel_index
@@ -570,20 +607,53 @@ class LiveSession:
         for note in notes:
             logger.warning("%s", note)
         self._units = units
-        try:
-            self.pipeline = Pipeline(
-                self.params, sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
-                scale_to_uv=scales, trigger_channel=trig_idx,
-                artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                buffer_s=self.buffer_s)
-        except ValueError as exc:
-            raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
-        # the Pipeline has loaded its kernels in its constructor: the first pulse is not late
+        if trig_idx is not None and meta.n_channels < 2:
+            raise StreamFormatError(f"stream {meta.name!r}: no EMG channel left besides the "
+                                    f"trigger channel")
+        if self.marker_filter:
+            try:
+                re.compile(self.marker_filter)
+            except re.error as exc:
+                raise ValueError(f"marker_filter {self.marker_filter!r} is not a valid regular "
+                                 f"expression: {exc}") from None
+        # Loading the kernels takes seconds (numba); it runs in its own thread while the
+        # record is created and the streams are opened, and acquisition stores samples from
+        # the start: what arrives before the Pipeline is ready waits in a backlog.
+        kw = dict(sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
+                  scale_to_uv=scales, trigger_channel=trig_idx,
+                  artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
+                  buffer_s=self.buffer_s, monitor=True)
+        self._warm = threading.Thread(target=self._build_pipeline, args=(kw,),
+                                      name="mepkit-live-warm-up", daemon=True)
+        self._warm.start()
         if self.record_path:
             self._open_record()
+        opener = None
+        if self.marker_inlet is not None:  # both first time-corrections at once
+            opener = threading.Thread(target=self._open_inlet, args=(self.marker_inlet,))
+            opener.start()
         self.emg.open()
-        if self.marker_inlet is not None:
-            self.marker_inlet.open()
+        if opener is not None:
+            opener.join()
+            if self._opener_error is not None:
+                raise self._opener_error
+
+    def _open_inlet(self, inlet: Any) -> None:
+        try:
+            inlet.open()
+        except BaseException as exc:  # noqa: BLE001 - raised again in `_open`
+            self._opener_error = exc
+
+    def _build_pipeline(self, kw: dict[str, Any]) -> None:
+        from mepkit.pipeline import Pipeline
+        from mepkit.sources.lsl import StreamFormatError
+
+        try:
+            self._pending_pipeline = Pipeline(self.params, **kw)
+        except BaseException as exc:  # noqa: BLE001 - raised by the acquisition thread
+            name = self.emg.meta.name if self.emg is not None else "?"
+            self._warm_error = (StreamFormatError(f"stream {name!r}: {exc}")
+                                if isinstance(exc, ValueError) else exc)
 
     def _open_record(self) -> None:
         from mepkit.records import RecordWriter
@@ -592,6 +662,10 @@ class LiveSession:
         session = dict(self.session)
         session.setdefault("source", "mepkit live (LSL)")
         session.setdefault("emg_stream", meta.name)
+        # how pulses were found, so a reanalysis finds the same ones
+        session.setdefault("trigger_channel", self.trigger_channel)
+        session.setdefault("artifact_triggers", bool(self.artifact_triggers))
+        session.setdefault("marker_filter", self.marker_filter)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
         cols = dict(LIVE_TRIAL_COLUMN_KINDS)
@@ -604,7 +678,7 @@ class LiveSession:
         self._emg_record_name = (meta.name or "emg").replace("/", "_")
         w.add_stream(self._emg_record_name, channel_labels=meta.channel_labels, units=self._units,
                      nominal_srate_hz=meta.sfreq_hz, stream_type=meta.type or "EMG",
-                     source_id=meta.source_id, description=meta.xml)
+                     source_id=meta.source_id, description=meta.xml, dtype=self.emg.dtype)
         w.start()
         self.writer = w
 
@@ -626,6 +700,7 @@ class LiveSession:
             try:
                 self._close_resources()
             finally:
+                self._ready.set()
                 _GcHold.release()
                 self.stopped_local_s = self._clock()
                 self._queue.put(_END)
@@ -634,24 +709,26 @@ class LiveSession:
         import pylsl
 
         clock = pylsl.local_clock
-        emg, mk, pipe = self.emg, self.marker_inlet, self.pipeline
-        empty_x = np.zeros((0, pipe.n_stream_channels))
+        emg, mk = self.emg, self.marker_inlet
+        empty_x = np.zeros((0, emg.meta.n_channels))
         empty_t = np.zeros(0)
         poll = self.poll_interval_s
         stop = self._stop
         while not stop.is_set():
+            if self.pipeline is None and not self._warm.is_alive():
+                self._start_measuring()
             now = clock()
             emg.refresh_time_correction(now=now)
             check = False
             if mk is not None:
                 mk.refresh_time_correction(now=now)
-                check = self._take_markers() > 0
+                check = self._take_markers() > 0 and self.pipeline is not None
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
                 self._take_samples(data, ts, gaps)
             elif check:
-                trials = pipe.push(empty_x, empty_t)
+                trials = self.pipeline.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
             self._housekeeping()
@@ -661,6 +738,36 @@ class LiveSession:
             self._take_markers()
         if ts.shape[0]:
             self._take_samples(data, ts, gaps)
+        if self.pipeline is None:
+            self._warm.join()
+            self._start_measuring()
+
+    def _start_measuring(self) -> None:
+        """The Pipeline is built: hand it what arrived meanwhile (markers first), measure."""
+        import pylsl
+
+        if self._warm_error is not None:
+            raise self._warm_error
+        pipe = self._pending_pipeline
+        for mt, mv in self._backlog_markers:
+            pipe.add_markers(mt, mv)
+        backlog, self._backlog, self._backlog_markers = self._backlog, [], []
+        self._live_from_local_s = pylsl.local_clock()
+        gc.freeze()  # the kernels' objects, like those before the start: never scanned again
+        self.pipeline = pipe
+        if self.writer is not None:
+            n = sum(len(b[1]) for b in backlog)
+            self._rec_events.append((self.emg.to_emg_clock(self._live_from_local_s),
+                                     "measuring", {"backlog_samples": n}))
+        self._ready.set()
+        if backlog:
+            logger.debug("measuring the %d chunks that arrived while the kernels loaded",
+                         len(backlog))
+            x = np.concatenate([b[0] for b in backlog])
+            t = np.concatenate([b[1] for b in backlog])
+            trials = pipe.push(x, t)
+            if trials:
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
 
     def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
         """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
@@ -668,9 +775,12 @@ class LiveSession:
 
         if gaps:
             self._on_gaps(gaps)
-        trials = self.pipeline.push(data, ts)
-        if trials:  # deliver first: the copy for the record can wait
-            self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+        if self.pipeline is None:  # still loading the kernels
+            self._backlog.append((data.copy(), ts))
+        else:
+            trials = self.pipeline.push(data, ts)
+            if trials:  # deliver first: the copy for the record can wait
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
 
@@ -680,7 +790,10 @@ class LiveSession:
         mt, mv = mk.pull()
         if len(mv):
             mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
-            self.pipeline.add_markers(mt_emg, mv)
+            if self.pipeline is None:
+                self._backlog_markers.append((mt_emg, mv))
+            else:
+                self.pipeline.add_markers(mt_emg, mv)
             self._n_markers += len(mv)
             if self.writer is not None:
                 self._rec_markers.extend(zip(mt_emg.tolist(), mv))
@@ -702,10 +815,11 @@ class LiveSession:
     def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
-        # A new inlet first receives the outlet's buffered history: trials measured from
-        # samples pushed before the session started were never live, so they stay out of
-        # the live latency figures (their available_s in the record still tells the truth).
-        live_from_s = self.emg.to_emg_clock(self.started_local_s)
+        # Trials measured from samples pushed before the session started (a new inlet may
+        # first receive the outlet's buffered history) or while the kernels loaded (the
+        # backlog) were never measured live, so they stay out of the live latency figures
+        # (their available_s in the record still tells the truth).
+        live_from_s = self.emg.to_emg_clock(max(self.started_local_s, self._live_from_local_s))
         with self._lock:
             for t in trials:
                 self._n_trials += 1
@@ -714,24 +828,28 @@ class LiveSession:
                 self._n_rejected += int(bool(np.all(t.rejected)))
                 if math.isfinite(t.last_sample_s) and t.last_sample_s >= live_from_s:
                     self._latencies_s.append(available_s - t.last_sample_s)
+        if self.writer is not None:  # recorded even if the callback fails
+            self._rec_trials.extend(trials)
         for t in trials:
             self._queue.put(t)
             if self.on_trial is not None:
                 self.on_trial(t)
-        if self.writer is not None:
-            self._rec_trials.extend(trials)
 
     def _housekeeping(self) -> None:
         """Write the record and collect garbage, at a quiet moment if possible.
 
         Every `QUIET_FLUSH_INTERVAL_S` when no trial waits for its window (a write and a
-        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`."""
+        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`; the
+        first samples at once, so the record shows data as soon as there is some."""
         now = time.monotonic()
         since = now - self._last_flush
-        if since < QUIET_FLUSH_INTERVAL_S:
+        if since < QUIET_FLUSH_INTERVAL_S and (self._stored_data or not self._raw):
             return
-        if self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
+        if self.pipeline is not None and self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
             return
+        if self.pipeline is not None:
+            self.pipeline.update_monitor()
+        self._stored_data = self._stored_data or bool(self._raw)
         if self.writer is not None:
             self._write_pending()
         self._last_flush = now

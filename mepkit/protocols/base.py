@@ -21,10 +21,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from mepkit.errors import MepkitError
 
 __all__ = ["Stimulus", "Step", "Protocol", "IntensityProtocol", "ProtocolError", "MAX_PCT_MSO",
-           "check_intensity", "check_number"]
+           "check_intensity", "check_number", "json_value"]
 
 #: The stimulator's maximum output: every intensity is within 0..MAX_PCT_MSO.
 MAX_PCT_MSO = 100.0
@@ -61,6 +63,18 @@ def check_number(name: str, value: Any, *, low: float = -math.inf, high: float =
         raise ProtocolError(f"{name} must be within {'(' if low_open else '['}{low:g}, "
                             f"{high:g}], got {value!r}")
     return int(x) if integer else x
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as plain JSON data for an estimate's ``as_dict()``: NaN and infinities
+    become None, numpy scalars Python numbers; anything else is returned as it is."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -218,7 +232,7 @@ class IntensityProtocol(Protocol):
         intensity is offered again. Returns the `Step` kept in `steps`.
         """
         intensity = check_intensity(intensity_pct_mso)
-        if self.done:
+        if self.done:  # said before _check_observed can object to the intensity
             raise ProtocolError(f"{self.name}: observation after the protocol is done")
         self._check_observed(intensity)
         return self.observe_stimulus(self._stimulus(intensity), amplitude_uv, rejected=rejected)

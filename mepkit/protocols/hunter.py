@@ -19,6 +19,7 @@ from mepkit.protocols.base import (
     ProtocolError,
     Stimulus,
     check_number,
+    json_value,
 )
 
 __all__ = ["REST_CRITERION_UV", "ACTIVE_CRITERION_UV", "NO_THRESHOLD", "ThresholdEstimate",
@@ -85,18 +86,10 @@ class ThresholdEstimate:
         out: dict[str, Any] = {}
         for key in self.__dataclass_fields__:
             if key != "details":
-                out[key] = _json_number(getattr(self, key))
+                out[key] = json_value(getattr(self, key))
         for key, value in self.details.items():
-            out.setdefault(key, _json_number(value))
+            out.setdefault(key, json_value(value))
         return out
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _fmt(x: float) -> str:

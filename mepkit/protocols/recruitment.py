@@ -26,6 +26,7 @@ from mepkit.protocols.base import (
     ProtocolError,
     check_intensity,
     check_number,
+    json_value,
 )
 
 __all__ = ["RecruitmentProtocol", "RecruitmentLevel", "RecruitmentEstimate",
@@ -50,11 +51,12 @@ class RecruitmentLevel:
     n_meps: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"intensity_pct_mso": self.intensity_pct_mso, "pct_rmt": list(self.pct_rmt),
+        return {"intensity_pct_mso": self.intensity_pct_mso,
+                "pct_rmt": [json_value(p) for p in self.pct_rmt],
                 "n": self.n, "n_rejected": self.n_rejected,
-                "mean_uv": _finite_or_none(self.mean_uv),
-                "median_uv": _finite_or_none(self.median_uv),
-                "sd_uv": _finite_or_none(self.sd_uv), "n_meps": self.n_meps}
+                "mean_uv": json_value(self.mean_uv),
+                "median_uv": json_value(self.median_uv),
+                "sd_uv": json_value(self.sd_uv), "n_meps": self.n_meps}
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,12 @@ class RecruitmentEstimate:
     amplitudes_uv: tuple[float, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rmt_pct_mso": _finite_or_none(self.rmt_pct_mso),
+        return {"rmt_pct_mso": json_value(self.rmt_pct_mso),
                 "levels": [lv.as_dict() for lv in self.levels], "n_pulses": self.n_pulses,
                 "n_counted": self.n_counted, "done": self.done,
                 "criterion_uv": self.criterion_uv, "note": self.note,
                 "intensities_pct_mso": list(self.intensities_pct_mso),
                 "amplitudes_uv": list(self.amplitudes_uv)}
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 class RecruitmentProtocol(IntensityProtocol):
@@ -135,9 +133,8 @@ class RecruitmentProtocol(IntensityProtocol):
         if intensities_pct_mso is not None:
             wanted = [check_intensity(x, "intensities_pct_mso") for x in
                       _sequence("intensities_pct_mso", intensities_pct_mso)]
-            pct = [100.0 * x / self.rmt_pct_mso if math.isfinite(self.rmt_pct_mso)
-                   else math.nan for x in wanted]
-            given = [round(x / r) * r for x in wanted]
+            pct = [100.0 * x / self.rmt_pct_mso for x in wanted]  # NaN without an RMT
+            names = [f"{x:g} %MSO" for x in wanted]
         else:
             if math.isnan(self.rmt_pct_mso):
                 raise ProtocolError("recruitment needs rmt_pct_mso (the levels are % RMT), "
@@ -146,22 +143,21 @@ class RecruitmentProtocol(IntensityProtocol):
                    _sequence("levels_pct_rmt", DEFAULT_LEVELS_PCT_RMT if levels_pct_rmt
                              is None else levels_pct_rmt)]
             wanted = [self.rmt_pct_mso * p / 100.0 for p in pct]
-            given = [min(round(x / r) * r, MAX_PCT_MSO) for x in wanted]
-            clipped = [(p, x) for p, x in zip(pct, wanted) if round(x / r) * r > MAX_PCT_MSO]
-            if clipped:
-                notes.append(
-                    ", ".join(f"{p:g} % RMT ({x:.0f} %MSO)" for p, x in clipped)
-                    + f" above the stimulator's maximum: given at {MAX_PCT_MSO:g} %MSO")
-        levels: dict[float, list[float]] = {}
-        for p, x in zip(pct, given):
-            levels.setdefault(float(x), []).append(p)
+            names = [f"{p:g} % RMT" for p in pct]
+        clipped = [(name, x) for name, x in zip(names, wanted) if x > MAX_PCT_MSO]
+        if clipped:
+            notes.append(", ".join(f"{name} ({x:.0f} %MSO)" for name, x in clipped)
+                         + f" above the stimulator's maximum: given at {MAX_PCT_MSO:g} %MSO")
+        levels: dict[float, list[int]] = {}
+        for i, x in enumerate(wanted):
+            levels.setdefault(float(min(round(x / r) * r, MAX_PCT_MSO)), []).append(i)
         merged = [v for v in levels.values() if len(v) > 1]
         if merged:
-            notes.append("levels " + "; ".join("/".join(f"{p:g}" for p in v) for v in merged)
-                         + " % RMT fall on the same intensity and are one level")
+            notes.append("; ".join(" and ".join(names[i] for i in v) for v in merged)
+                         + " fall on the same intensity: one level each")
         self.note = "; ".join(notes)
         self.intensities = tuple(sorted(levels))
-        self._pct = {x: tuple(levels[x]) for x in self.intensities}
+        self._pct = {x: tuple(pct[i] for i in levels[x]) for x in self.intensities}
         rng = np.random.default_rng(self.seed)
         order = [self.intensities[i] for _ in range(self.n_per_level)
                  for i in rng.permutation(len(self.intensities))]
@@ -186,7 +182,7 @@ class RecruitmentProtocol(IntensityProtocol):
         return len(self._amps) >= len(self.schedule)
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "rmt_pct_mso": _finite_or_none(self.rmt_pct_mso),
+        return {**super().options(), "rmt_pct_mso": json_value(self.rmt_pct_mso),
                 "intensities_pct_mso": list(self.intensities), "n_per_level": self.n_per_level,
                 "seed": self.seed, "resolution_pct_mso": self.resolution_pct_mso,
                 "criterion_uv": self.criterion_uv, "note": self.note}

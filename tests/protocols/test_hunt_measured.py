@@ -47,17 +47,8 @@ def hunt_on_emg(method: str, seed: int, contract_every: int = 0):
     return hunter, s
 
 
-def intensity_for_median(s: VirtualSubject, amplitude_uv: float) -> float:
-    lo, hi = 0.0, 100.0
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if s.expected_amplitude(mid, hemisphere="left") < amplitude_uv \
-            else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
 @pytest.mark.parametrize("method, median_mep_uv", [("bayes", 50.0), ("ml-pest", 50.0 - 9.6)])
-def test_hunt_on_measured_emg(method, median_mep_uv):
+def test_hunt_on_measured_emg(method, median_mep_uv, intensity_for_median):
     errors = []
     for seed in range(3):
         hunter, s = hunt_on_emg(method, seed, contract_every=4)

@@ -58,7 +58,8 @@ def test_levels_above_100_are_clipped_and_merged_with_a_note():
     p = RecruitmentProtocol(rmt_pct_mso=80, n_per_level=2)
     assert p.intensities == (72.0, 80.0, 88.0, 96.0, 100.0)
     assert "130 % RMT (104 %MSO)" in p.note and "150 % RMT (120 %MSO)" in p.note
-    assert "given at 100 %MSO" in p.note and "one level" in p.note
+    assert "given at 100 %MSO" in p.note
+    assert "130 % RMT and 140 % RMT and 150 % RMT fall on the same intensity" in p.note
     assert len(p.schedule) == 10
     assert max(p.schedule) == 100.0
     e = run(p, VirtualSubject.from_preset("healthy", seed=0))
@@ -73,6 +74,15 @@ def test_levels_above_100_are_clipped_and_merged_with_a_note():
 def test_intensities_in_mso_and_resolution():
     p = RecruitmentProtocol(intensities_pct_mso=(40, 60, 80), n_per_level=3, seed=5)
     assert p.intensities == (40.0, 60.0, 80.0) and len(p.schedule) == 9
+    assert p.note == ""
+    e = run(p, VirtualSubject.from_preset("healthy", seed=2))
+    assert all(math.isnan(q) for lv in e.levels for q in lv.pct_rmt)  # no RMT given
+    json.dumps(e.as_dict(), allow_nan=False)
+    p = RecruitmentProtocol(intensities_pct_mso=(50.2, 50.4, 99.9), resolution_pct_mso=6)
+    assert p.intensities == (48.0, 100.0)  # 99.9 rounds to 102: the maximum instead
+    assert p.note == "50.2 %MSO and 50.4 %MSO fall on the same intensity: one level each"
+    p = RecruitmentProtocol(50, intensities_pct_mso=(55, 60))
+    assert [lv for lv in p._pct.values()] == [(110.0,), (120.0,)]
     p = RecruitmentProtocol(52.0, levels_pct_rmt=(95, 105), resolution_pct_mso=2.0)
     assert p.intensities == (50.0, 54.0)
 

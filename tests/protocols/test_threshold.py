@@ -147,20 +147,13 @@ def test_bayes_gives_up_quickly_without_meps():
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_active_threshold_uses_200_uv(method):
+def test_active_threshold_uses_200_uv(method, intensity_for_median):
     h = make_hunter(method, active=True)
     assert h.criterion_uv == 200.0 and h.active
     assert h.options()["criterion_uv"] == 200.0
     s = subject(50.0, slope=6.0, sigma=0.5, seed=4)
     # truth: the intensity where the median MEP during full contraction is 200 µV
-    lo, hi = 0.0, 100.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if s.expected_amplitude(mid, hemisphere="left", activation=1.0) < 200.0:
-            lo = mid
-        else:
-            hi = mid
-    amt = 0.5 * (lo + hi)
+    amt = intensity_for_median(s, 200.0, activation=1.0)
     assert amt < 50.0  # active threshold below the resting one
     errors = [run(make_hunter(method, active=True), s, seed=k, activation=1.0).threshold_pct_mso
               - amt for k in range(3)]
