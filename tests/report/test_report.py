@@ -8,6 +8,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from mepkit.report.html import SECTIONS, write_report  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Not imported from tests/conftest.py: in a whole-suite run another conftest may own that name.
+SAMPLE_XDF = Path(__file__).resolve().parents[2] / "sample_data" / "sample_session.xdf"
 
 
 class _Page(HTMLParser):
@@ -181,8 +184,6 @@ def test_record_without_data_says_what_is_absent(tmp_path):
 
 
 def test_xdf_through_the_cli(tmp_path, capsys):
-    from conftest import SAMPLE_XDF
-
     from mepkit_cli.main import main
 
     out, figs = tmp_path / "xdf.html", tmp_path / "figs"
