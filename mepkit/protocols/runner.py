@@ -399,7 +399,8 @@ class ClosedLoopRunner:
             refused = f"the protocol refused this trial: {exc}"
             step = Step(len(self.protocol.steps), fired, amp, rejected, False, refused)
         prev = self.pulses[-2].time_s if len(self.pulses) >= 2 else math.nan
-        row = {**step.as_dict(), "note": refused or note or step.note,
+        row = {"protocol": self.result_name, **step.as_dict(),
+               "note": refused or note or step.note,
                "proposed_intensity_pct_mso": float(stim.intensity_pct_mso),
                "pulse_time_s": t_emg, "interval_s": float(pulse.time_s) - prev,
                "trial": idx, "channel": self._channel_name, "reject_reason": reason,
