@@ -429,7 +429,9 @@ class _Builder:
             for st in rec.protocol_steps:
                 idx = st.data.get("step")
                 prev = cur[-1].data.get("step") if cur else None
-                if cur and isinstance(idx, int) and isinstance(prev, int) and idx <= prev:
+                restart = isinstance(idx, int) and isinstance(prev, int) and idx <= prev
+                other = cur and st.data.get("protocol") != cur[-1].data.get("protocol")
+                if cur and (restart or other):
                     groups.append(cur)
                     cur = []
                 cur.append(st)
@@ -439,19 +441,22 @@ class _Builder:
             used: set[int] = set()
             for g in groups:
                 t_last = g[-1].time_s
+                named = g[-1].data.get("protocol")  # the runner names each step's run
                 match = None
                 for i, (t_res, name, doc) in enumerate(results):
                     if i in used or not isinstance(doc, dict):
                         continue
                     n = doc.get("n_pulses")
+                    if named is not None and name != named:
+                        continue
                     if t_res >= t_last - 1e-6 and (n is None or n == len(g)):
                         match = i
                         break
                 res = results[match][2] if match is not None else None
                 if match is not None:
                     used.add(match)
-                name = (res or {}).get("protocol") or (results[match][1] if match is not None
-                                                       else "unnamed protocol")
+                name = (results[match][1] if match is not None else
+                        g[-1].data.get("protocol") or "unnamed protocol")
                 runs.append({"protocol": str(name), "steps": [x.data for x in g],
                              "time_s": [x.time_s for x in g], "result": res})
         self._runs = runs

@@ -93,7 +93,8 @@ def write_session_record(path, *, seed: int = 3) -> dict:
             row = table[(table["trial"] == k) & (table["channel"] == target)].iloc[0]
             amp = float(row["amplitude_uv"])
             rejected = bool(row["rejected"])
-            step = {"step": k, "intensity_pct_mso": x, "x_mm": None, "y_mm": None,
+            step = {"protocol": "ml-pest", "step": k, "intensity_pct_mso": x,
+                    "x_mm": None, "y_mm": None,
                     "z_mm": None, "hemisphere": "left", "site": "", "condition": "",
                     "label": "", "amplitude_uv": amp, "rejected": rejected,
                     "counted": not rejected and math.isfinite(amp),
