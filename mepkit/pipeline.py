@@ -364,15 +364,16 @@ class Pipeline:
         For displays (the live view): no filtering, a few microseconds. ``channels`` are
         indices into `channels`. Returns ``(t0_ms, samples[n, len(channels)])`` with
         ``t0_ms`` the first sample's time relative to ``time_s``, or None when the
-        epoch is not (or no longer) wholly in the buffer.
+        stimulus or the pre-roll is not (or no longer) in the buffer. The epoch ends
+        early when its last samples have not arrived yet.
         """
         data, ts, held = self._view()
         if held == 0:
             return None
         s0 = int(np.searchsorted(ts, time_s, side="left"))
         lo = s0 - int(math.ceil(pre_ms / self.dt_ms))
-        hi = s0 + int(math.floor(post_ms / self.dt_ms)) + 1
-        if lo < 0 or hi > held or s0 >= held:
+        hi = min(held, s0 + int(math.floor(post_ms / self.dt_ms)) + 1)
+        if lo < 0 or s0 >= held:
             return None
         return (float(ts[lo]) - time_s) * 1000.0, data[lo:hi, channels]
 

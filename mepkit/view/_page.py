@@ -34,6 +34,8 @@ h2 { font-size:14px; margin:0 0 6px; display:flex; justify-content:space-between
 #banner.stalled { background:#fff3e0; color:var(--amber); animation:blink 1s steps(2) infinite; }
 #banner.lost, #banner.error, #banner.disconnected { background:var(--red); color:#fff;
          animation:blink 1s steps(2) infinite; }
+body.alarm header { background:#ffebee; border-bottom:3px solid var(--red); }
+body.warn header { background:#fff8e1; border-bottom:3px solid var(--amber); }
 @keyframes blink { 50% { opacity:.55; } }
 #stats { color:var(--muted); }
 #stats b { color:var(--fg); font-weight:600; }
@@ -353,6 +355,7 @@ function drawStatus() {
   b.textContent = text;
   b.className = state.replace(" ", "");
   document.body.dataset.state = state;
+  document.body.className = ["lost", "error", "disconnected"].includes(state) ? "alarm" : state === "stalled" ? "warn" : "";
   document.title = (["stalled", "lost", "error", "disconnected"].includes(state) ? "⚠ " : "") + ((S.config && S.config.title) || "mepkit live");
   const n = (k) => fin(st[k]) ? st[k] : 0;
   $("stats").innerHTML = S.status ? `trials <b id="n-trials">${n("trials")}</b> · MEPs <b>${n("detected")}</b> · rejected <b>${n("rejected")}</b> · samples <b>${n("samples")}</b> · drops <b>${n("drops")}</b> in <b>${n("gaps")}</b> gaps` + (n("outages") ? ` · outages <b>${n("outages")}</b>` : "") + (n("view_dropped") ? ` · <span style="color:var(--red)">view skipped ${n("view_dropped")} trials</span>` : "") : "";

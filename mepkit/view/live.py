@@ -466,10 +466,10 @@ class LiveView:
         lag = st.lag_s
         if st.error:
             state = "error"
-        elif st.stream_lost:
-            state = "lost"
         elif not st.running:
             state = "stopped" if started else "waiting"
+        elif st.stream_lost:
+            state = "lost"
         elif not math.isfinite(lag):
             state = "waiting"
         elif lag > self.stall_lag_s:
