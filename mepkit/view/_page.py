@@ -77,8 +77,8 @@ select { font:inherit; }
 <script>
 "use strict";
 const S = { since: 0, tracesSince: 0, trials: [], traces: [], config: null, status: null,
-            protocol: null, channel: null, fails: 0, lastOk: 0, dirty: true, protoKey: "" };
-const MAX_KEEP = 5000, MAX_TRACES = 20, MAX_PLOT = 1500;
+            protocol: null, channel: null, fails: 0, lastOk: 0, dirty: true, protoKey: "", lastDraw: -1e9 };
+const MAX_KEEP = 5000, MAX_TRACES = 12, MAX_PLOT = 1500, HEAVY_EVERY_MS = 1000;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 const fin = (v) => typeof v === "number" && isFinite(v);
@@ -371,8 +371,9 @@ function render() {
     S.channel = (S.config.trace_channels && S.config.trace_channels[0]) || chans[0] || null;
     if (S.channel) sel.value = S.channel;
   }
-  if (!S.dirty) return;
-  S.dirty = false;
+  // the heavy panels at most once a second (fast pulse trains arrive faster than that)
+  if (!S.dirty || performance.now() - S.lastDraw < HEAVY_EVERY_MS) return;
+  S.dirty = false; S.lastDraw = performance.now();
   const nTraces = drawTraces();
   drawAmplitudes(); drawBackground(); drawEstimate(); drawTable();
   const nMap = drawMap();
@@ -380,7 +381,7 @@ function render() {
   Object.assign(document.body.dataset, {trials: S.trials.length, lastTrial: last, traces: nTraces, mapPoints: nMap});
 }
 
-$("channel").addEventListener("change", (ev) => { S.channel = ev.target.value; S.dirty = true; render(); });
+$("channel").addEventListener("change", (ev) => { S.channel = ev.target.value; S.dirty = true; S.lastDraw = -1e9; render(); });
 poll();
 </script>
 </body>

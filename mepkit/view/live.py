@@ -46,7 +46,7 @@ INBOX_TRIALS = 512
 #: Trials whose numbers (amplitude, background, position...) the view keeps for the page.
 HISTORY_TRIALS = 5000
 #: Trials whose traces are kept: the latest one drawn over the ones before it.
-TRACE_TRIALS = 20
+TRACE_TRIALS = 12
 #: Channels whose traces are shown when none are named.
 MAX_TRACE_CHANNELS = 4
 #: Points per trace sent to the page (min/max pairs when the epoch has more samples).
@@ -54,7 +54,7 @@ MAX_POINTS = 500
 #: How often the view thread takes new trials and the session's status (seconds).
 TICK_S = 0.1
 #: How often the page asks for news (milliseconds).
-POLL_MS = 300
+POLL_MS = 500
 #: No new EMG sample for this long (the session's ``lag_s``) shows the stream as stalled.
 STALL_LAG_S = 0.5
 #: Connections served at once; more are closed at once.
@@ -457,7 +457,7 @@ class LiveView:
     def _status_dict(self) -> dict[str, Any]:
         s = self._session
         out: dict[str, Any] = {"view_trials": self._seq, "view_dropped": self.n_dropped,
-                               "time": time.time()}
+                               "view_requests": self.n_requests, "time": time.time()}
         if s is None:
             out["state"] = "no session"
             return out
