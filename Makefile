@@ -43,6 +43,7 @@ bench: kernels
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/mapping.py
+	$(PY) benchmarks/thresholds.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,8 @@ from mepkit.errors import MepkitError
 from mepkit.errors import UsageError as UserError  # one class, also when run with -m
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("analyze", "info", "convert", "simulate", "record", "excitability", "demo")
+COMMANDS = ("analyze", "info", "convert", "simulate", "record", "threshold", "recruitment",
+            "excitability", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"mepkit_cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"mepkit_cli.{name}":
-                continue  # not built yet
-            raise
+        except Exception as exc:  # noqa: BLE001 - shown, never dropped silently
+            why = f"{type(exc).__name__}: {exc}"
+            p = sub.add_parser(name, help=f"UNAVAILABLE ({why})", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(unavailable=why)
+            continue
         module.add_parser(sub)
     return parser
 
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if getattr(args, "unavailable", None):
+        print(f"mepkit {args.command}: error: this command cannot be loaded "
+              f"({args.unavailable}); the installation is broken", file=sys.stderr)
+        return 1
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="mepkit: %(levelname)s: %(message)s")
     for handler in logging.getLogger().handlers:

@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
               + f" to {args.output}" + ("" if args.duration is None else
                                         f" for {args.duration:g} s")
               + "; Ctrl-C stops", file=sys.stderr, flush=True)
-        cpu0, wall0 = time.process_time(), time.monotonic()  # steady state, after start-up
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        steady = False  # the load is counted from when the kernels are loaded
         table = None
         deadline = None if args.duration is None else time.monotonic() + args.duration
         next_status = time.monotonic() + (0.5 if tty else STATUS_EVERY_S)
@@ -171,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
             trial = session.next_trial(timeout=wait)
+            if not steady and session.measuring:
+                cpu0, wall0, steady = time.process_time(), time.monotonic(), True
             if trial is not None and not args.quiet:
                 if table is None:
                     t0 = session.emg.first_timestamp_s or trial.stim_time_s

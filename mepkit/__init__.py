@@ -12,9 +12,10 @@ from mepkit.params import TRIAL_COLUMNS, Params
 
 __all__ = [
     "Params", "TRIAL_COLUMNS", "Pipeline", "Trial", "analyze_epochs", "analyze_recording",
-    "analyze_file", "read_xdf", "open_record", "LiveSession", "estimate_threshold",
-    "estimate_thresholds", "fit_recruitment", "fit_recruitment_curves",
-    "hemispheric_excitability", "map_metrics", "make_hotspot_search", "__version__",
+    "analyze_file", "read_xdf", "open_record", "LiveSession", "make_hunter",
+    "RecruitmentProtocol", "estimate_threshold", "estimate_thresholds", "fit_recruitment",
+    "fit_recruitment_curves", "hemispheric_excitability", "map_metrics", "make_hotspot_search",
+    "__version__",
 ]
 
 try:
@@ -33,6 +34,8 @@ _LAZY = {
     "read_xdf": "mepkit.sources.xdf",
     "open_record": "mepkit.records",
     "LiveSession": "mepkit.live",
+    "make_hunter": "mepkit.protocols.threshold",
+    "RecruitmentProtocol": "mepkit.protocols.recruitment",
     "estimate_threshold": "mepkit.analysis",
     "estimate_thresholds": "mepkit.analysis",
     "fit_recruitment": "mepkit.analysis",

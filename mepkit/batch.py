@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field, fields
@@ -111,6 +112,10 @@ def analyze_file(path: str | os.PathLike, params: Params | None = None, *,
     opts, overrides = AnalyzeOptions.split(options)
     path = os.fspath(path)
     with load_recording(path, opts) as rec:
+        # how the record's pulses were found, unless options say otherwise
+        found = {k: v for k, v in rec.pulses.items() if not getattr(opts, k)}
+        if found:
+            opts = dataclasses.replace(opts, **found)
         stored = rec.params
         base = params if params is not None else (stored or Params())
         try:

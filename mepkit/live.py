@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from mepkit.params import LIVE_TRIAL_COLUMN_KINDS, Params
 if TYPE_CHECKING:
     from mepkit.pipeline import Trial
 
-__all__ = ["LiveSession", "LiveStatus"]
+__all__ = ["LiveSession", "LiveStatus", "BackgroundLevel"]
 
 logger = logging.getLogger("mepkit.live")
 
@@ -67,15 +68,107 @@ class LiveStatus:
     rejected: int
     stream_lost: bool
     error: str | None = None
+    #: Background EMG now, per channel: RMS (µV) of the monitor filter's output
+    #: (``Params.monitor_band_hz`` band-pass and mains notches) over the last 0.2 s.
+    background_rms_uv: tuple[float, ...] = ()
 
     def line(self) -> str:
         """A one-line summary for a terminal status line."""
         lag = f"{self.lag_s * 1e3:.1f} ms" if math.isfinite(self.lag_s) else "-"
         state = "LOST (waiting for the stream)" if self.stream_lost else (
             "running" if self.running else "stopped")
+        bg = [v for v in self.background_rms_uv if math.isfinite(v)]
+        if not bg:
+            bgs = "-"
+        elif len(bg) <= 4:
+            bgs = "/".join(f"{v:.1f}" for v in bg) + " µV"
+        else:
+            bgs = f"max {max(bg):.1f} µV"
         return (f"{state} | samples {self.samples} | drops {self.drops} | gaps {self.gaps} | "
-                f"lag {lag} | markers {self.markers} | trials {self.trials} "
-                f"(detected {self.detected}, rejected {self.rejected})")
+                f"lag {lag} | background {bgs} | markers {self.markers} | trials "
+                f"{self.trials} (detected {self.detected}, rejected {self.rejected})")
+
+
+@dataclass
+class BackgroundLevel:
+    """The target muscle's recent background EMG (`LiveSession.background_rms_uv`).
+
+    ``rms_uv`` holds one RMS per block, oldest first, each after removing offset,
+    linear trend and mains (the model the trial background is cleaned with), so it is
+    voluntary EMG and noise, not mains or drift. ``newest_s`` is the timestamp of the
+    newest sample (EMG clock), ``age_s`` how long ago that was.
+    """
+
+    rms_uv: np.ndarray
+    newest_s: float
+    age_s: float
+
+    def below(self, limit_uv: float, n_blocks: int) -> bool:
+        """``n_blocks`` blocks were measured and every one is at or below ``limit_uv``."""
+        r = self.rms_uv
+        return r.shape[0] >= n_blocks and bool(np.all(r[-n_blocks:] <= limit_uv))
+
+    def above(self, limit_uv: float, n_blocks: int) -> bool:
+        """``n_blocks`` blocks were measured and every one is at or above ``limit_uv``."""
+        r = self.rms_uv
+        return r.shape[0] >= n_blocks and bool(np.all(r[-n_blocks:] >= limit_uv))
+
+
+def compute_block_rms_uv(samples_uv: np.ndarray, sfreq_hz: float, params: Params,
+                         block_n: int) -> np.ndarray:
+    """RMS of consecutive blocks of ``block_n`` samples (the newest last), each cleaned of
+    offset, linear trend and mains harmonics by a least-squares fit.
+
+    The same terms and rules as the trial background (docs/methods.md, step 5): trend
+    for blocks of 20 ms or more, mains for 1.5 periods or more, harmonics below Nyquist.
+    No low-pass, so it reads slightly higher than a trial's ``background_rms_uv``.
+    A block with a non-finite sample gives NaN.
+
+    Returns
+    -------
+    ndarray, shape (n_blocks,)
+        One value per complete block; samples older than the oldest complete block
+        are left out.
+    """
+    x = np.asarray(samples_uv, dtype=np.float64)
+    n_blocks = x.shape[0] // block_n if block_n > 0 else 0
+    if n_blocks == 0:
+        return np.zeros(0)
+    y = x[x.shape[0] - n_blocks * block_n:].reshape(n_blocks, block_n).T
+    design, pinv = _block_design(block_n, float(sfreq_hz), params.line_freq_hz,
+                                 params.line_harmonics)
+    finite = np.all(np.isfinite(y), axis=0)
+    out = np.full(n_blocks, np.nan)
+    if np.any(finite):
+        yf = y[:, finite]
+        r = yf - design @ (pinv @ yf)
+        out[finite] = np.sqrt(np.mean(r * r, axis=0))
+    return out
+
+
+_DESIGNS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _block_design(block_n: int, sfreq_hz: float, line_freq_hz: float | None,
+                  harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+    """Regressors of one block and their pseudo-inverse (cached: a gate asks often)."""
+    key = (block_n, sfreq_hz, line_freq_hz, harmonics)
+    got = _DESIGNS.get(key)
+    if got is None:
+        t = np.arange(block_n) / sfreq_hz
+        dur_s = block_n / sfreq_hz
+        cols = [np.ones(block_n)]
+        if dur_s >= 0.020:
+            cols.append(t - t.mean())
+        f = line_freq_hz
+        if f and dur_s * f >= 1.5:
+            for h in range(1, harmonics + 1):
+                if h * f < sfreq_hz / 2:
+                    cols.append(np.cos(2 * np.pi * h * f * t))
+                    cols.append(np.sin(2 * np.pi * h * f * t))
+        design = np.stack(cols, axis=1)
+        got = _DESIGNS[key] = (design, np.linalg.pinv(design))
+    return got
 
 
 _END = object()
@@ -236,6 +329,9 @@ class LiveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # the record is written by the acquisition thread and, for protocol steps and
+        # results, by the caller's thread (`append_protocol_step`)
+        self._write_lock = threading.RLock()
         self._n_trials = self._n_detected = self._n_rejected = 0
         self._n_markers = 0
         self._latencies_s: list[float] = []
@@ -246,13 +342,25 @@ class LiveSession:
         self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._last_flush = self._last_full_gc = 0.0
+        # the Pipeline, built in the background (`_build_pipeline`), and what arrived before
+        self._warm: threading.Thread | None = None
+        self._pending_pipeline: Any = None
+        self._warm_error: BaseException | None = None
+        self._opener_error: BaseException | None = None
+        self._backlog: list[tuple[np.ndarray, np.ndarray]] = []
+        self._backlog_markers: list[tuple[np.ndarray, list[str]]] = []
+        self._live_from_local_s = math.nan
+        self._stored_data = False  # the first samples are written at once
+        self._ready = threading.Event()  # measuring, or stopped
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
         """Resolve and open the streams, create the record, start the acquisition thread.
 
-        Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in the
-        caller, for problems found before acquisition starts.
+        Samples are recorded as soon as the streams are open; the measurement kernels load
+        meanwhile, and `start` returns when they are ready (what arrived before is measured
+        then). Raises `StreamNotFoundError` / `StreamFormatError` / `ValueError` here, in
+        the caller, for problems found before acquisition starts.
         """
         if self._thread is not None:
             return self
@@ -273,6 +381,13 @@ class LiveSession:
         except BaseException:
             _GcHold.release()
             raise
+        # samples are recorded from now on; return when they are measured too, so a pulse
+        # fired after start() is measured live
+        self._ready.wait()
+        if self.error is not None:
+            self._thread.join()
+            self._closed = True
+            raise self.error
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -300,6 +415,12 @@ class LiveSession:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def measuring(self) -> bool:
+        """Whether the Pipeline is ready (its kernels load in the background after `start`;
+        samples and markers that arrive meanwhile are recorded and measured then)."""
+        return self.pipeline is not None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the session stops (error, `stop`) or ``timeout``; True if stopped."""
@@ -364,7 +485,9 @@ class LiveSession:
             lag_s=emg.lag_s() if emg else math.nan,
             markers=self._n_markers, trials=n_tr, detected=n_det, rejected=n_rej,
             stream_lost=bool(emg.lost) if emg else False,
-            error=None if self.error is None else f"{type(self.error).__name__}: {self.error}")
+            error=None if self.error is None else one_line(self.error),
+            background_rms_uv=tuple(float(v) for v in self.pipeline.monitor_rms_uv)
+            if self.pipeline is not None else ())
 
     @property
     def latencies_s(self) -> np.ndarray:
@@ -376,6 +499,66 @@ class LiveSession:
     def channels(self) -> tuple[str, ...]:
         """The measured EMG channels (after `start`)."""
         return self.pipeline.channels if self.pipeline is not None else ()
+
+    def now_s(self) -> float:
+        """Now on the EMG clock (the clock of trial and record times)."""
+        self._check_started("now_s")
+        return self.emg.to_emg_clock(self._clock())
+
+    def background_rms_uv(self, channel: int | str, duration_s: float = 0.5,
+                          block_s: float = 0.1) -> BackgroundLevel:
+        """The recent background EMG of one channel, for gating pulses on relaxation.
+
+        Computed on demand in the caller's thread from the Pipeline's raw ring buffer
+        (nothing is added to the per-chunk work): the newest ``duration_s`` split into
+        blocks of ``block_s``, each cleaned as a trial's background is
+        (`compute_block_rms_uv`).
+
+        Parameters
+        ----------
+        channel : int or str
+            A measured channel (label or index in `channels`).
+        duration_s, block_s : float
+            Span looked at and block length (seconds).
+        """
+        self._check_started("background_rms_uv")
+        pipe = self.pipeline
+        x, ts = pipe.recent_samples(duration_s, channel)
+        block_n = max(1, int(round(block_s * pipe.sfreq_hz)))
+        rms = compute_block_rms_uv(x, pipe.sfreq_hz, self.params, block_n)
+        newest = float(ts[-1]) if ts.shape[0] else -math.inf
+        return BackgroundLevel(rms, newest, self.now_s() - newest)
+
+    def append_protocol_step(self, step: dict[str, Any], *, time_s: float | None = None) -> None:
+        """Store one protocol step in the record now (any thread).
+
+        ``time_s`` on the EMG clock (default: now). Raises `MepkitError` when the session
+        has no record or its record is already closed (the session stopped).
+        """
+        with self._write_lock:
+            w = self._open_writer("append_protocol_step")
+            w.append_protocol_step(step, time_s=self.now_s() if time_s is None else time_s)
+
+    def set_protocol_result(self, name: str, result: dict[str, Any], *,
+                            time_s: float | None = None) -> None:
+        """Store a protocol's result in the record (any thread); the last one per name wins."""
+        with self._write_lock:
+            w = self._open_writer("set_protocol_result")
+            w.set_protocol_result(name, result, time_s=self.now_s() if time_s is None else time_s)
+
+    def _open_writer(self, what: str) -> Any:
+        if self.record_path is None:
+            raise MepkitError(f"{what}: this session writes no record (give record_path=)")
+        w = self.writer
+        if w is None or w.closed:
+            raise MepkitError(f"{what}: the record {self.record_path} is already closed "
+                              f"(the session stopped)")
+        return w
+
+    def _check_started(self, what: str) -> None:
+        if self.pipeline is None or self.emg is None:
+            raise MepkitError(f"{what}: the session is not started: use `with LiveSession(...) "
+                              f"as session:` or call session.start() first")
 
     # ------------------------------------------------------------------ opening
     @staticmethod
@@ -397,7 +580,6 @@ class LiveSession:
         return spec  # a pylsl.StreamInfo
 
     def _open(self) -> None:
-        from mepkit.pipeline import Pipeline
         from mepkit.sources.lsl import LslInlet, MarkerInlet, StreamFormatError
         from mepkit.errors import FileFormatError
         from mepkit.sources.recording import channel_index
@@ -425,20 +607,53 @@ class LiveSession:
         for note in notes:
             logger.warning("%s", note)
         self._units = units
-        try:
-            self.pipeline = Pipeline(
-                self.params, sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
-                scale_to_uv=scales, trigger_channel=trig_idx,
-                artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                buffer_s=self.buffer_s)
-        except ValueError as exc:
-            raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
-        # the Pipeline has loaded its kernels in its constructor: the first pulse is not late
+        if trig_idx is not None and meta.n_channels < 2:
+            raise StreamFormatError(f"stream {meta.name!r}: no EMG channel left besides the "
+                                    f"trigger channel")
+        if self.marker_filter:
+            try:
+                re.compile(self.marker_filter)
+            except re.error as exc:
+                raise ValueError(f"marker_filter {self.marker_filter!r} is not a valid regular "
+                                 f"expression: {exc}") from None
+        # Loading the kernels takes seconds (numba); it runs in its own thread while the
+        # record is created and the streams are opened, and acquisition stores samples from
+        # the start: what arrives before the Pipeline is ready waits in a backlog.
+        kw = dict(sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
+                  scale_to_uv=scales, trigger_channel=trig_idx,
+                  artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
+                  buffer_s=self.buffer_s, monitor=True)
+        self._warm = threading.Thread(target=self._build_pipeline, args=(kw,),
+                                      name="mepkit-live-warm-up", daemon=True)
+        self._warm.start()
         if self.record_path:
             self._open_record()
+        opener = None
+        if self.marker_inlet is not None:  # both first time-corrections at once
+            opener = threading.Thread(target=self._open_inlet, args=(self.marker_inlet,))
+            opener.start()
         self.emg.open()
-        if self.marker_inlet is not None:
-            self.marker_inlet.open()
+        if opener is not None:
+            opener.join()
+            if self._opener_error is not None:
+                raise self._opener_error
+
+    def _open_inlet(self, inlet: Any) -> None:
+        try:
+            inlet.open()
+        except BaseException as exc:  # noqa: BLE001 - raised again in `_open`
+            self._opener_error = exc
+
+    def _build_pipeline(self, kw: dict[str, Any]) -> None:
+        from mepkit.pipeline import Pipeline
+        from mepkit.sources.lsl import StreamFormatError
+
+        try:
+            self._pending_pipeline = Pipeline(self.params, **kw)
+        except BaseException as exc:  # noqa: BLE001 - raised by the acquisition thread
+            name = self.emg.meta.name if self.emg is not None else "?"
+            self._warm_error = (StreamFormatError(f"stream {name!r}: {exc}")
+                                if isinstance(exc, ValueError) else exc)
 
     def _open_record(self) -> None:
         from mepkit.records import RecordWriter
@@ -447,6 +662,10 @@ class LiveSession:
         session = dict(self.session)
         session.setdefault("source", "mepkit live (LSL)")
         session.setdefault("emg_stream", meta.name)
+        # how pulses were found, so a reanalysis finds the same ones
+        session.setdefault("trigger_channel", self.trigger_channel)
+        session.setdefault("artifact_triggers", bool(self.artifact_triggers))
+        session.setdefault("marker_filter", self.marker_filter)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
         cols = dict(LIVE_TRIAL_COLUMN_KINDS)
@@ -459,7 +678,7 @@ class LiveSession:
         self._emg_record_name = (meta.name or "emg").replace("/", "_")
         w.add_stream(self._emg_record_name, channel_labels=meta.channel_labels, units=self._units,
                      nominal_srate_hz=meta.sfreq_hz, stream_type=meta.type or "EMG",
-                     source_id=meta.source_id, description=meta.xml)
+                     source_id=meta.source_id, description=meta.xml, dtype=self.emg.dtype)
         w.start()
         self.writer = w
 
@@ -481,6 +700,7 @@ class LiveSession:
             try:
                 self._close_resources()
             finally:
+                self._ready.set()
                 _GcHold.release()
                 self.stopped_local_s = self._clock()
                 self._queue.put(_END)
@@ -489,24 +709,26 @@ class LiveSession:
         import pylsl
 
         clock = pylsl.local_clock
-        emg, mk, pipe = self.emg, self.marker_inlet, self.pipeline
-        empty_x = np.zeros((0, pipe.n_stream_channels))
+        emg, mk = self.emg, self.marker_inlet
+        empty_x = np.zeros((0, emg.meta.n_channels))
         empty_t = np.zeros(0)
         poll = self.poll_interval_s
         stop = self._stop
         while not stop.is_set():
+            if self.pipeline is None and not self._warm.is_alive():
+                self._start_measuring()
             now = clock()
             emg.refresh_time_correction(now=now)
             check = False
             if mk is not None:
                 mk.refresh_time_correction(now=now)
-                check = self._take_markers() > 0
+                check = self._take_markers() > 0 and self.pipeline is not None
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
                 self._take_samples(data, ts, gaps)
             elif check:
-                trials = pipe.push(empty_x, empty_t)
+                trials = self.pipeline.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
             self._housekeeping()
@@ -516,6 +738,36 @@ class LiveSession:
             self._take_markers()
         if ts.shape[0]:
             self._take_samples(data, ts, gaps)
+        if self.pipeline is None:
+            self._warm.join()
+            self._start_measuring()
+
+    def _start_measuring(self) -> None:
+        """The Pipeline is built: hand it what arrived meanwhile (markers first), measure."""
+        import pylsl
+
+        if self._warm_error is not None:
+            raise self._warm_error
+        pipe = self._pending_pipeline
+        for mt, mv in self._backlog_markers:
+            pipe.add_markers(mt, mv)
+        backlog, self._backlog, self._backlog_markers = self._backlog, [], []
+        self._live_from_local_s = pylsl.local_clock()
+        gc.freeze()  # the kernels' objects, like those before the start: never scanned again
+        self.pipeline = pipe
+        if self.writer is not None:
+            n = sum(len(b[1]) for b in backlog)
+            self._rec_events.append((self.emg.to_emg_clock(self._live_from_local_s),
+                                     "measuring", {"backlog_samples": n}))
+        self._ready.set()
+        if backlog:
+            logger.debug("measuring the %d chunks that arrived while the kernels loaded",
+                         len(backlog))
+            x = np.concatenate([b[0] for b in backlog])
+            t = np.concatenate([b[1] for b in backlog])
+            trials = pipe.push(x, t)
+            if trials:
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
 
     def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
         """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
@@ -523,9 +775,12 @@ class LiveSession:
 
         if gaps:
             self._on_gaps(gaps)
-        trials = self.pipeline.push(data, ts)
-        if trials:  # deliver first: the copy for the record can wait
-            self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+        if self.pipeline is None:  # still loading the kernels
+            self._backlog.append((data.copy(), ts))
+        else:
+            trials = self.pipeline.push(data, ts)
+            if trials:  # deliver first: the copy for the record can wait
+                self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
 
@@ -535,7 +790,10 @@ class LiveSession:
         mt, mv = mk.pull()
         if len(mv):
             mt_emg = mt + (mk.time_correction_s - emg.time_correction_s)
-            self.pipeline.add_markers(mt_emg, mv)
+            if self.pipeline is None:
+                self._backlog_markers.append((mt_emg, mv))
+            else:
+                self.pipeline.add_markers(mt_emg, mv)
             self._n_markers += len(mv)
             if self.writer is not None:
                 self._rec_markers.extend(zip(mt_emg.tolist(), mv))
@@ -557,10 +815,11 @@ class LiveSession:
     def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
-        # A new inlet first receives the outlet's buffered history: trials measured from
-        # samples pushed before the session started were never live, so they stay out of
-        # the live latency figures (their available_s in the record still tells the truth).
-        live_from_s = self.emg.to_emg_clock(self.started_local_s)
+        # Trials measured from samples pushed before the session started (a new inlet may
+        # first receive the outlet's buffered history) or while the kernels loaded (the
+        # backlog) were never measured live, so they stay out of the live latency figures
+        # (their available_s in the record still tells the truth).
+        live_from_s = self.emg.to_emg_clock(max(self.started_local_s, self._live_from_local_s))
         with self._lock:
             for t in trials:
                 self._n_trials += 1
@@ -569,24 +828,28 @@ class LiveSession:
                 self._n_rejected += int(bool(np.all(t.rejected)))
                 if math.isfinite(t.last_sample_s) and t.last_sample_s >= live_from_s:
                     self._latencies_s.append(available_s - t.last_sample_s)
+        if self.writer is not None:  # recorded even if the callback fails
+            self._rec_trials.extend(trials)
         for t in trials:
             self._queue.put(t)
             if self.on_trial is not None:
                 self.on_trial(t)
-        if self.writer is not None:
-            self._rec_trials.extend(trials)
 
     def _housekeeping(self) -> None:
         """Write the record and collect garbage, at a quiet moment if possible.
 
         Every `QUIET_FLUSH_INTERVAL_S` when no trial waits for its window (a write and a
-        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`."""
+        collection would delay its result), and at least every `MAX_FLUSH_INTERVAL_S`; the
+        first samples at once, so the record shows data as soon as there is some."""
         now = time.monotonic()
         since = now - self._last_flush
-        if since < QUIET_FLUSH_INTERVAL_S:
+        if since < QUIET_FLUSH_INTERVAL_S and (self._stored_data or not self._raw):
             return
-        if self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
+        if self.pipeline is not None and self.pipeline.n_pending and since < MAX_FLUSH_INTERVAL_S:
             return
+        if self.pipeline is not None:
+            self.pipeline.update_monitor()
+        self._stored_data = self._stored_data or bool(self._raw)
         if self.writer is not None:
             self._write_pending()
         self._last_flush = now
@@ -597,6 +860,10 @@ class LiveSession:
             gc.collect(1)
 
     def _write_pending(self) -> None:
+        with self._write_lock:
+            self._write_pending_locked()
+
+    def _write_pending_locked(self) -> None:
         from mepkit.pipeline import trial_columns
 
         w = self.writer
@@ -626,25 +893,27 @@ class LiveSession:
             left = pipe.finish()
             if left:
                 self._deliver(left, self.emg.to_emg_clock(self._clock()))
-        if self.writer is not None and not self.writer.closed:
-            if self.emg is not None:
-                self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
-                    "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
-                    "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
-                    "error": None if self.error is None else str(self.error)}))
-            self._write_pending()
-            self.writer.close()
+        with self._write_lock:
+            if self.writer is not None and not self.writer.closed:
+                if self.emg is not None:
+                    self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
+                        "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
+                        "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
+                        "error": None if self.error is None else str(self.error)}))
+                self._write_pending_locked()
+                self.writer.close()
 
     def _close_resources(self) -> None:
         for inlet in (self.emg, self.marker_inlet):
             if inlet is not None:
                 inlet.close()
-        if self.writer is not None and not self.writer.closed:
-            try:
-                self.writer.close()
-            except Exception as exc:  # noqa: BLE001
-                logger.error("could not close the record %s: %s", self.record_path,
-                             one_line(exc))
+        with self._write_lock:
+            if self.writer is not None and not self.writer.closed:
+                try:
+                    self.writer.close()
+                except Exception as exc:  # noqa: BLE001
+                    logger.error("could not close the record %s: %s", self.record_path,
+                                 one_line(exc))
 
     def _maybe_raise(self) -> None:
         """Raise the acquisition thread's error in the caller (once per call site)."""

@@ -87,9 +87,10 @@ class Params:
         Causal low-pass applied to each epoch (2nd-order Butterworth); skipped
         when at or above 0.45 × the sampling rate.
     monitor_band_hz : (float, float)
-        Band-pass of the continuous display/background-monitor filter.
+        Band-pass of the continuous background monitor (the background EMG RMS that
+        ``mepkit record`` shows live in its status line).
     notch_q : float
-        Quality factor of the monitor notch.
+        Quality factor of the monitor's mains notches.
     gap_tolerance_ms : float
         A timestamp step longer than one sample period plus this is a gap.
     clip_run : int

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -130,7 +131,10 @@ class Pipeline:
     buffer_s : float
         Raw history kept; a marker may arrive this late (minus the epoch length).
     monitor : bool
-        Run the continuous display/background filter and keep ``monitor_rms_uv``.
+        Keep a continuous background monitor (``monitor_band_hz`` band-pass and mains
+        notches of quality ``notch_q``): `update_monitor` filters the samples pushed since
+        its last call and sets ``monitor_rms_uv``, the RMS of the output over the last
+        0.2 s per channel (live sessions call it at quiet moments and show it).
     first_index : int
         Index of the first trial (a recording measured in parts continues the count).
     """
@@ -187,6 +191,8 @@ class Pipeline:
         self._pos = 0
         self.n_samples = 0
         self.last_time_s = -math.inf
+        # odd while the ring is being written: `recent_samples` (another thread) retries
+        self._ring_seq = 0
         self._pending: list[_Pending] = []
         self._overflow: list[Trial] = []
         self._next_index = int(first_index)
@@ -207,6 +213,11 @@ class Pipeline:
             from mepkit.dsp.filters import StreamingFilter, design_monitor_filter
 
             self._monitor = StreamingFilter(design_monitor_filter(self.sfreq_hz, p), n_ch)
+            self._monitor.process(np.zeros((1, n_ch)))  # load its kernel now
+            self._monitor.reset()
+        self._monitor_done = 0
+        self._monitor_n = max(1, int(round(0.2 * self.sfreq_hz)))
+        self._monitor_tail = np.zeros((0, n_ch))
         from mepkit.dsp import _features, _triggers
         from mepkit.dsp.features import Design
 
@@ -308,16 +319,18 @@ class Pipeline:
             emg = emg * self._scale
         if self.artifact_triggers:
             self._detect_artifacts(emg, ts)
-        if self._monitor is not None:
-            self._update_monitor(emg)
         # write in pieces no longer than the ring so nothing is overwritten unread
         start = 0
         while start < n:
             stop = min(n, start + self.capacity // 2)
-            self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
-                                           emg[start:stop], ts[start:stop])
-            self.n_samples += stop - start
-            self.last_time_s = float(ts[stop - 1])
+            self._ring_seq += 1
+            try:
+                self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
+                                               emg[start:stop], ts[start:stop])
+                self.n_samples += stop - start
+                self.last_time_s = float(ts[stop - 1])
+            finally:
+                self._ring_seq += 1
             start = stop
             if start < n:
                 trials = self._complete()
@@ -342,15 +355,63 @@ class Pipeline:
         logger.warning("EMG clock jumped back from %.4f s; restarting the buffer on the new clock",
                        self.last_time_s)
         out = self.finish()
+        self._ring_seq += 1
         self.n_samples = 0
         self._pos = 0
         self.last_time_s = -math.inf
+        self._ring_seq += 1
         self.n_clock_resets += 1
         return out
 
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    def recent_samples(self, duration_s: float, channel: int | str = 0
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of the newest ``duration_s`` of one channel (µV) and their timestamps.
+
+        Safe to call from another thread while `push` runs in the acquisition thread: the
+        ring carries a sequence number that is odd while it is written, and a copy taken
+        across a write is taken again. It costs `push` two integer increments.
+
+        Parameters
+        ----------
+        duration_s : float
+            How much history; at most the ring's length (``buffer_s``).
+        channel : int or str
+            Index among `channels` or its label.
+
+        Returns
+        -------
+        samples_uv : ndarray, shape (n,)
+        timestamps_s : ndarray, shape (n,)
+            Fewer than ``duration_s`` worth when less has arrived; empty before any data.
+        """
+        c = self.channel_index(channel)
+        want = max(0, int(math.ceil(float(duration_s) * self.sfreq_hz)))
+        while True:
+            seq = self._ring_seq
+            if seq & 1:  # a write is under way in the other thread (kernel without the GIL)
+                time.sleep(0)
+                continue
+            k = min(want, self.n_samples, self.capacity)
+            hi = self._pos + self.capacity
+            x = self._buf[hi - k:hi, c].copy()
+            t = self._ts[hi - k:hi].copy()
+            if self._ring_seq == seq:
+                return x, t
+
+    def channel_index(self, channel: int | str) -> int:
+        """Index in `channels` of a channel label (or a valid index); ValueError otherwise."""
+        if isinstance(channel, (int, np.integer)) and not isinstance(channel, bool):
+            if 0 <= int(channel) < len(self.channels):
+                return int(channel)
+            raise ValueError(f"channel index {channel} out of range 0..{len(self.channels) - 1}")
+        if channel in self.channels:
+            return self.channels.index(channel)
+        raise ValueError(f"channel {channel!r} is not measured; the channels are "
+                         f"{list(self.channels)}")
 
     @property
     def next_index(self) -> int:
@@ -393,14 +454,22 @@ class Pipeline:
         for i in self._edges[:n]:
             self.add_trigger(float(ts[i]) - half, StimInfo(label="artifact"))
 
-    def _update_monitor(self, emg: np.ndarray) -> None:
-        y = self._monitor.process(emg)
-        tail = y[-min(len(y), max(1, int(0.2 * self.sfreq_hz))):]
-        ms = np.mean(tail * tail, axis=0)
-        prev = self.monitor_rms_uv
-        alpha = min(1.0, len(y) / (0.2 * self.sfreq_hz))
-        self.monitor_rms_uv = np.sqrt(ms) if np.all(np.isnan(prev)) else np.sqrt(
-            (1 - alpha) * prev * prev + alpha * ms)
+    def update_monitor(self) -> np.ndarray:
+        """Run the background monitor over the samples pushed since the last call (at most
+        one buffer); returns ``monitor_rms_uv``. Off the push path: a live session calls it
+        a few times a second, when no trial waits, so it never delays a result."""
+        if self._monitor is None:
+            return self.monitor_rms_uv
+        if self.n_samples < self._monitor_done:  # a clock reset restarted the buffer
+            self._monitor_done = 0
+        new = min(self.n_samples - self._monitor_done, self.capacity)
+        if new > 0:
+            data, _, held = self._view()
+            y = self._monitor.process(data[held - new:])
+            self._monitor_tail = np.concatenate([self._monitor_tail, y])[-self._monitor_n:]
+            self.monitor_rms_uv = np.sqrt(np.mean(self._monitor_tail ** 2, axis=0))
+            self._monitor_done = self.n_samples
+        return self.monitor_rms_uv
 
     def _view(self) -> tuple[np.ndarray, np.ndarray, int]:
         held = min(self.n_samples, self.capacity)
@@ -408,12 +477,13 @@ class Pipeline:
         hi = self._pos + self.capacity
         return self._buf[lo:hi], self._ts[lo:hi], held
 
-    def _invalid_trial(self, pend: _Pending) -> Trial:
+    def _invalid_trial(self, pend: _Pending, reason: str = "invalid") -> Trial:
+        """A trial that is not measured: no numbers, ``reason`` on every channel."""
         n_ch = len(self.channels)
         nan = np.full(n_ch, np.nan)
         return Trial(pend.index, pend.time_s, pend.stim, self.channels, nan.copy(), nan.copy(),
                      nan.copy(), nan.copy(), nan.copy(), np.zeros(n_ch, dtype=bool),
-                     ("invalid",) * n_ch)
+                     (reason,) * n_ch)
 
     def _complete(self) -> list[Trial]:
         """Measure what the samples so far allow.
@@ -429,7 +499,7 @@ class Pipeline:
         base = self.n_samples - held  # absolute index of the view's first row
         ready: list[tuple[_Pending, int]] = []
         done: list[_Pending] = []
-        invalid: list[_Pending] = []
+        late: list[_Pending] = []
         keep: list[_Pending] = []
         for n_seen, pend in enumerate(self._pending):
             if pend.state is None:
@@ -438,14 +508,14 @@ class Pipeline:
                     keep.extend(self._pending[n_seen:])
                     break
                 s0 = int(np.searchsorted(ts, pend.time_s, side="left"))
-                if s0 == 0 and base > 0 and pend.time_s < ts[0]:
+                gone = s0 == 0 and base > 0 and pend.time_s < ts[0]
+                if gone or not self._begin(pend, s0, ts, base):
                     self.n_late_triggers += 1
-                    logger.warning("trial %d at %.4f s: marker arrived after its data left the "
-                                   "%.1f s buffer; marked invalid", pend.index, pend.time_s,
+                    logger.warning("trial %d at %.4f s: marker arrived after its background left "
+                                   "the %.1f s buffer; rejected (late)", pend.index, pend.time_s,
                                    self.capacity / self.sfreq_hz)
-                    invalid.append(pend)
+                    late.append(pend)
                     continue
-                self._begin(pend, s0, ts, base)
                 if pend.abs0 - base + pend.state[0][self._kf.W_NEED] <= held:
                     # its whole window is here: measured at once with the others that are
                     ready.append((pend, s0))
@@ -455,7 +525,7 @@ class Pipeline:
             else:
                 keep.append(pend)
         self._pending = keep
-        out = [self._invalid_trial(p) for p in invalid]
+        out = [self._invalid_trial(p, "late") for p in late]
         if ready:
             out.extend(self._measure(ready, data, ts))
         for pend in done:
@@ -483,8 +553,13 @@ class Pipeline:
         return (f[0], f[1], f[2], f[3], f[4], np.zeros((1, n_ch), dtype=np.bool_),
                 np.zeros((1, n_ch), dtype=np.int64))
 
-    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> None:
-        """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived."""
+    def _begin(self, pend: _Pending, s0: int, ts: np.ndarray, base: int) -> bool:
+        """Start measuring a trial whose stimulus sample (view row ``s0``) has arrived.
+
+        False (and nothing started) when rows the measurement needs have already left the
+        buffer: a late trial is never measured on a partial background. Rows before the
+        first sample of the stream never existed: such a trial is measured on what there is.
+        """
         a = s0 - self._pre_n
         t_s0 = float(ts[s0])
         pend.abs0 = base + a
@@ -492,7 +567,12 @@ class Pipeline:
         pend.stim_in_gap = t_s0 - pend.time_s > self._gap_s
         pend.state = self._take_state()
         w, st, _ = pend.state
-        self._kf.trial_init(pend.t0_ms, max(0, -a), self._length, self._design.prm, w, st)
+        absent = max(0, -pend.abs0)  # rows before the stream's first sample
+        self._kf.trial_init(pend.t0_ms, absent, self._length, self._design.prm, w, st)
+        if pend.abs0 + w[self._kf.W_LO] < base:
+            self._release(pend)
+            return False
+        return True
 
     def _advance(self, pend: _Pending) -> bool:
         """Process the trial's rows that arrived; True when every row it needs is here."""

@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded synthetic EMG from mepkit.sim, paths to shared data."""
+"""Shared fixtures: seeded synthetic EMG from mepkit.sim, paths to test data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # for `import naive`
 
-SHARED_XDF = ROOT.parent / "shared" / "data" / "xdf-examples"
+#: XDF files written by other software (pyxdf's examples, MIT; see their README), kept in the
+#: repository so the tests need nothing beside it.
+SHARED_XDF = HERE / "data" / "xdf-examples"
 SAMPLE_XDF = ROOT / "sample_data" / "sample_session.xdf"
 FS = 5000.0
 

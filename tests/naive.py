@@ -11,7 +11,6 @@ import math
 import numpy as np
 from scipy import signal
 
-REASONS = ("", "invalid", "gap", "clipped", "background")
 
 
 def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
@@ -21,14 +20,20 @@ def measure_epoch(x, t_ms, params, *, first=0, gap=False, sfreq_hz):
     dt = 1000.0 / sfreq_hz
     n = x.size
     i = np.arange(n)
-    # same index arithmetic as the kernel
+    # the windows, chosen from the samples' times (not the kernel's index arithmetic):
+    # background [lo, hi), response and artifact [lo, hi], none before `first`
     t0 = t_ms[0]
-    b0 = max(first, math.ceil((p.background_window_ms[0] - t0) / dt - 1e-9))
-    b1 = min(n, math.ceil((p.background_window_ms[1] - t0) / dt - 1e-9))
-    r0 = max(first, math.ceil((p.response_window_ms[0] - t0) / dt - 1e-9))
-    r1 = min(n, math.floor((p.response_window_ms[1] - t0) / dt + 1e-9) + 1)
-    a0 = max(first, math.ceil((p.artifact_window_ms[0] - t0) / dt - 1e-9))
-    a1 = min(n, math.floor((p.artifact_window_ms[1] - t0) / dt + 1e-9) + 1)
+    eps = 1e-6  # ms
+
+    def span(lo, hi, closed):
+        inside = (i >= first) & (t_ms >= lo - eps) & ((t_ms <= hi + eps) if closed
+                                                       else (t_ms < hi - eps))
+        idx = np.flatnonzero(inside)
+        return (int(idx[0]), int(idx[-1]) + 1) if idx.size else (first, first)
+
+    b0, b1 = span(*p.background_window_ms, closed=False)
+    r0, r1 = span(*p.response_window_ms, closed=True)
+    a0, a1 = span(*p.artifact_window_ms, closed=True)
     nb = max(0, b1 - b0)
     nan = dict(amplitude_uv=np.nan, latency_ms=np.nan, area_uv_ms=np.nan,
                background_rms_uv=np.nan, peak_time_ms=np.nan, detected=False, reason="invalid")

@@ -7,23 +7,74 @@ with `Protocol.observe_stimulus`. Every step is kept in `Protocol.steps` so a ru
 store it in the record's protocol tables.
 
 Specialised protocols add the spelling of their own domain on top of this shape:
-threshold hunters ``next_intensity()`` / ``observe(intensity_pct_mso, amplitude_uv,
-rejected=False)``; spatial searches ``next_position()`` / ``observe(x_mm, y_mm,
-amplitude_uv, rejected=False)``.
+protocols that vary only the intensity (`IntensityProtocol`: threshold hunters,
+recruitment curves) ``next_intensity()`` / ``observe(intensity_pct_mso, amplitude_uv,
+rejected=False)`` with a ``max_pulses`` limit; spatial searches ``next_position()`` /
+``observe(x_mm, y_mm, amplitude_uv, rejected=False)``. `check_intensity` and
+`check_number` validate what they are given with errors that name the value.
 """
 
 from __future__ import annotations
 
 import abc
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Stimulus", "Step", "Protocol", "ProtocolError"]
+import numpy as np
+
+from mepkit.errors import MepkitError
+
+__all__ = ["Stimulus", "Step", "Protocol", "IntensityProtocol", "ProtocolError", "MAX_PCT_MSO",
+           "check_intensity", "check_number", "json_value"]
+
+#: The stimulator's maximum output: every intensity is within 0..MAX_PCT_MSO.
+MAX_PCT_MSO = 100.0
 
 
-class ProtocolError(ValueError):
+class ProtocolError(MepkitError, ValueError):
     """A protocol was given something it cannot use (bad option, bad observation)."""
+
+
+def check_intensity(value: Any, name: str = "intensity_pct_mso") -> float:
+    """``value`` as a float within 0..100 %MSO, or a `ProtocolError` that says what is wrong."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{name} must be a number of %MSO, got {value!r}") from None
+    if not 0.0 <= x <= MAX_PCT_MSO:  # also catches NaN
+        raise ProtocolError(f"{name} must be within 0..{MAX_PCT_MSO:g} %MSO, got {value!r}")
+    return x
+
+
+def check_number(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, integer: bool = False) -> Any:
+    """A protocol option as a finite number within [low, high] (``(low, high]`` with
+    ``low_open``), an int with ``integer``; else a `ProtocolError` naming the option."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(x):
+        raise ProtocolError(f"{name} must be a finite number, got {value!r}")
+    if integer and x != int(x):
+        raise ProtocolError(f"{name} must be a whole number, got {value!r}")
+    if (x <= low if low_open else x < low) or x > high:
+        raise ProtocolError(f"{name} must be within {'(' if low_open else '['}{low:g}, "
+                            f"{high:g}], got {value!r}")
+    return int(x) if integer else x
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as plain JSON data for an estimate's ``as_dict()``: NaN and infinities
+    become None, numpy scalars Python numbers; anything else is returned as it is."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,6 +93,9 @@ class Stimulus:
     site: str = ""
     condition: str = ""
     label: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "intensity_pct_mso", check_intensity(self.intensity_pct_mso))
 
     def marker_fields(self) -> dict[str, Any]:
         """The JSON marker keys (see `mepkit.markers`) of this stimulus, unset ones left out."""
@@ -144,3 +198,80 @@ class Protocol(abc.ABC):
         if counted:
             self._update(stimulus, amp)
         return step
+
+
+class IntensityProtocol(Protocol):
+    """A protocol that varies only the intensity at one site (threshold hunts, recruitment).
+
+    It adds the spelling ``next_intensity()`` / ``observe(intensity_pct_mso, amplitude_uv,
+    rejected=False)`` and a hard limit ``max_pulses`` on pulses fired (rejected ones
+    included), so a session whose trials keep being rejected still ends. Subclasses
+    implement `_next` (the next intensity, %MSO), `_take` (one counted trial),
+    `_complete` (the protocol's own end) and `estimate`; `_check_observed` may refuse an
+    observation at an intensity the protocol cannot use.
+    """
+
+    def __init__(self, *, max_pulses: int, hemisphere: str = "", site: str = "",
+                 label: str = "") -> None:
+        super().__init__()
+        self.max_pulses = check_number("max_pulses", max_pulses, low=1, integer=True)
+        for key, value in (("hemisphere", hemisphere), ("site", site), ("label", label)):
+            if not isinstance(value, str):
+                raise ProtocolError(f"{key} must be a string, got {value!r}")
+        self.hemisphere, self.site, self.label = hemisphere, site, label
+
+    def next_intensity(self) -> float:
+        """The intensity (%MSO, within 0..100) to fire next."""
+        return self.propose().intensity_pct_mso
+
+    def observe(self, intensity_pct_mso: float, amplitude_uv: float,
+                rejected: bool = False) -> Step:
+        """Take the measured peak-to-peak amplitude (µV) of a pulse at ``intensity_pct_mso``.
+
+        A rejected trial, or a NaN amplitude (not measurable), does not count: the same
+        intensity is offered again. Returns the `Step` kept in `steps`.
+        """
+        intensity = check_intensity(intensity_pct_mso)
+        if self.done:  # said before _check_observed can object to the intensity
+            raise ProtocolError(f"{self.name}: observation after the protocol is done")
+        self._check_observed(intensity)
+        return self.observe_stimulus(self._stimulus(intensity), amplitude_uv, rejected=rejected)
+
+    def propose(self) -> Stimulus:
+        if self.done:
+            raise ProtocolError(f"{self.name}: the protocol is done; read .estimate")
+        return self._stimulus(min(max(float(self._next()), 0.0), MAX_PCT_MSO))
+
+    @property
+    def done(self) -> bool:
+        return self._complete() or self.n_pulses >= self.max_pulses
+
+    @property
+    def stopped_at_limit(self) -> bool:
+        """Ended by ``max_pulses`` before its own end."""
+        return self.n_pulses >= self.max_pulses and not self._complete()
+
+    def options(self) -> dict[str, Any]:
+        return {"max_pulses": self.max_pulses, "hemisphere": self.hemisphere,
+                "site": self.site, "label": self.label}
+
+    def _stimulus(self, intensity: float) -> Stimulus:
+        return Stimulus(intensity, hemisphere=self.hemisphere, site=self.site, label=self.label)
+
+    def _update(self, stimulus: Stimulus, amplitude_uv: float) -> None:
+        self._take(stimulus.intensity_pct_mso, amplitude_uv)
+
+    def _check_observed(self, intensity: float) -> None:
+        """Refuse an observation at an intensity the protocol cannot use (default: any)."""
+
+    @abc.abstractmethod
+    def _next(self) -> float:
+        """The next intensity (%MSO); clipped to 0..100 by `propose`."""
+
+    @abc.abstractmethod
+    def _take(self, intensity: float, amplitude_uv: float) -> None:
+        """One counted trial."""
+
+    @abc.abstractmethod
+    def _complete(self) -> bool:
+        """The protocol's own end (not counting ``max_pulses``)."""

@@ -9,11 +9,12 @@ import math
 from typing import Any
 
 from mepkit.errors import MepkitError
-from mepkit.units import scale_to_uv
 from mepkit.params import TRIAL_COLUMN_KINDS  # noqa: F401 - re-exported for the writer
 
 #: Version of the record layout written by this mepkit. Readers refuse newer versions.
-FORMAT_VERSION = 1
+#: 2: raw samples stored as received (source dtype and units, ``scale_to_uv`` per channel);
+#: 1 stored them as float32 µV.
+FORMAT_VERSION = 2
 #: Value of the root attribute ``mepkit_format``: marks an HDF5 file as a mepkit record.
 FORMAT_NAME = "mepkit-record"
 
@@ -31,9 +32,6 @@ FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "protocol/results": (("time_s", "float64"), ("name", "text"), ("json", "text")),
     "events": (("time_s", "float64"), ("kind", "text"), ("detail", "text")),
 }
-
-#: Stored unit of EMG data (format version 1 converted voltages to it).
-STORED_UNIT = "µV"
 
 #: Fill values used when an appended batch lacks a declared column.
 FILL = {"float64": math.nan, "int64": -1, "bool": False, "text": ""}
@@ -53,16 +51,6 @@ def normalize_kind(kind: Any, column: str) -> str:
         raise ValueError(f"column {column!r}: kind must be one of {KINDS} (or float, int, bool, "
                          f"str), got {kind!r}")
     return out
-
-
-def unit_scale(unit: str) -> tuple[float, str]:
-    """Return (factor to stored unit, stored unit) for a source channel unit.
-
-    Voltages (V, mV, µV) become µV; any other unit (e.g. a trigger channel's "" or
-    "a.u.") is stored unchanged with factor 1.
-    """
-    scale = scale_to_uv(unit)
-    return (1.0, str(unit)) if scale is None else (scale, STORED_UNIT)
 
 
 class RecordExistsError(MepkitError, FileExistsError):

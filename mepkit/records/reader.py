@@ -23,6 +23,9 @@ from mepkit.records._schema import FORMAT_NAME, FORMAT_VERSION, RecordNotFoundEr
 __all__ = ["open_record", "Record", "RecordStream", "Markers", "ProtocolStep"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: What reading a damaged file can raise: h5py and HDF5 fail in many ways (OSError,
+#: KeyError, TypeError on a missing object...); all of them mean "damaged" here.
+_DAMAGED = Exception
 #: How long `open_record` retries while a writer is creating the file (not yet in SWMR mode).
 OPEN_RETRY_S = 2.0
 
@@ -72,19 +75,23 @@ class RecordStream:
         self._timestamps: np.ndarray | None = None
 
     def read(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(data (k, ch) float32 in `units`, timestamps (k,) float64 s)``."""
+        """Return ``(data (k, ch) as stored, in `units`, timestamps (k,) float64 s)``.
+
+        Format version 2 stores samples as the source gave them (its dtype and units;
+        ``scale_to_uv`` turns them into µV); version 1 stored float32 µV.
+        """
         n = self.n_samples
         start, stop, _ = slice(start, stop).indices(n)
         stop = max(stop, start)
         try:
             return self._data_ds[start:stop], self._ts_ds[start:stop]
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        except _DAMAGED as exc:
             raise FileFormatError(f"{self._record.path}: stream {self.name!r}: cannot read "
                                   f"samples {start}..{stop}: {exc}") from None
 
     @property
     def data(self) -> np.ndarray:
-        """All samples, (n, ch) float32 in `units` (µV for EMG); read once, then cached."""
+        """All samples, (n, ch) as stored, in `units`; read once, then cached."""
         if self._data is None:
             self._data, self._timestamps = self.read()
         return self._data
@@ -95,7 +102,7 @@ class RecordStream:
         if self._timestamps is None:
             try:
                 self._timestamps = self._ts_ds[: self.n_samples]
-            except (OSError, RuntimeError, ValueError) as exc:
+            except _DAMAGED as exc:
                 raise FileFormatError(f"{self._record.path}: stream {self.name!r}: cannot read "
                                       f"timestamps: {exc}") from None
         return self._timestamps
@@ -172,7 +179,7 @@ class Record:
             for name, g in file["streams"].items():
                 try:
                     self.streams[name] = RecordStream(self, name, g)
-                except (KeyError, OSError, RuntimeError, ValueError) as exc:
+                except _DAMAGED as exc:
                     self.warnings.append(f"stream {name!r} is damaged and was skipped: {exc}")
         m = self._table("markers")
         self.markers = Markers(np.asarray(m.get("time_s", np.empty(0)), dtype=np.float64),
@@ -222,7 +229,7 @@ class Record:
             return {}
         try:
             return _read_table(self._file[path])[0]
-        except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        except _DAMAGED as exc:
             self.warnings.append(f"/{path} is damaged and was not read: {exc}")
             return {}
 
@@ -235,7 +242,7 @@ class Record:
             try:
                 cols, _ = _read_table(self._file["trials"])
                 return pd.DataFrame(cols)
-            except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            except _DAMAGED as exc:
                 self.warnings.append(f"trials table is damaged and was not read: {exc}")
         return pd.DataFrame({c: [] for c in TRIAL_COLUMNS})
 
@@ -432,7 +439,7 @@ def open_record(path: str | os.PathLike) -> Record:
             record = Record(path, f)
             record.warnings.extend(open_warnings)
             return record
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        except _DAMAGED as exc:
             raise FileFormatError(f"{path}: damaged record ({_short(str(exc))})") from None
     except BaseException:
         f.close()

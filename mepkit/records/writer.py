@@ -27,8 +27,9 @@ from mepkit.errors import MepkitError
 from mepkit.params import Params
 from mepkit.records._schema import (
     FILL, FIXED_TABLES, FORMAT_NAME, FORMAT_VERSION, TRIAL_COLUMN_KINDS, RecordExistsError,
-    normalize_kind, unit_scale,
+    normalize_kind,
 )
+from mepkit.units import scale_to_uv
 
 __all__ = ["RecordWriter", "lsl_clock"]
 
@@ -139,7 +140,7 @@ class _Column:
                     elif not isinstance(v, str):
                         v = _jsonable(v, f"column {self.name!r}") if isinstance(
                             v, (dict, list, tuple)) else str(v)
-                    out.append(v.encode("utf-8"))
+                    out.append(v.encode("utf-8", "replace"))
                 arr: Any = out
             elif self.kind == "bool":
                 arr = np.asarray(values)
@@ -209,8 +210,8 @@ class _Table:
 
 
 class _Stream:
-    def __init__(self, name: str, n_channels: int, scale: np.ndarray) -> None:
-        self.name, self.n_channels, self.scale = name, n_channels, scale
+    def __init__(self, name: str, n_channels: int) -> None:
+        self.name, self.n_channels = name, n_channels
         self.data: h5py.Dataset | None = None
         self.timestamps: h5py.Dataset | None = None
         self.n = 0
@@ -322,12 +323,13 @@ class RecordWriter:
     def add_stream(self, name: str, *, channel_labels: Sequence[str],
                    units: str | Sequence[str], nominal_srate_hz: float,
                    stream_type: str = "EMG", source_id: str = "",
-                   description: str = "") -> None:
+                   description: str = "", dtype: Any = "float32") -> None:
         """Declare a raw stream (before `start`).
 
-        ``units`` are those of the samples given to `append_samples` (one for all channels
-        or one per channel); V and mV are converted to µV on append, other units are kept.
-        ``description`` is the source's stream description (LSL XML or JSON text).
+        Samples are stored as they are given to `append_samples`: in ``units`` (one for
+        all channels or one per channel) and as ``dtype`` (give the source's own, e.g. the
+        LSL stream's float64, so a reanalysis sees exactly the samples the live session
+        measured). ``description`` is the source's stream description (LSL XML or JSON).
         """
         self._check_not_started("add_stream")
         if not name or "/" in name or name in self._stream_specs:
@@ -338,8 +340,11 @@ class RecordWriter:
         unit_list = [units] * len(labels) if isinstance(units, str) else [str(u) for u in units]
         if len(unit_list) != len(labels):
             raise ValueError(f"stream {name!r}: {len(unit_list)} units for {len(labels)} channels")
+        dt = np.dtype(dtype)
+        if dt.kind not in "fiu":
+            raise ValueError(f"stream {name!r}: dtype must be numeric, got {dt}")
         self._stream_specs[name] = dict(
-            channel_labels=labels, source_units=unit_list,
+            channel_labels=labels, source_units=unit_list, dtype=dt,
             nominal_srate_hz=float(nominal_srate_hz), type=str(stream_type),
             source_id=str(source_id), description=str(description))
 
@@ -395,21 +400,24 @@ class RecordWriter:
         for name, spec in self._stream_specs.items():
             g = sg.create_group(name)
             n_ch = len(spec["channel_labels"])
-            scales, stored = zip(*(unit_scale(u) for u in spec["source_units"]))
-            rows = max(256, STREAM_CHUNK_BYTES // (4 * n_ch))
-            st = _Stream(name, n_ch, np.asarray(scales, dtype=np.float64))
+            units = spec["source_units"]
+            dt = spec["dtype"]
+            rows = max(256, STREAM_CHUNK_BYTES // (dt.itemsize * n_ch))
+            st = _Stream(name, n_ch)
             st.data = g.create_dataset("data", shape=(0, n_ch), maxshape=(None, n_ch),
-                                       dtype="f4", chunks=(rows, n_ch))
+                                       dtype=dt, chunks=(rows, n_ch))
             st.timestamps = g.create_dataset("timestamps", shape=(0,), maxshape=(None,),
                                              dtype="f8", chunks=(max(rows, 4096),))
             g.attrs["channel_labels"] = spec["channel_labels"]
-            g.attrs["units"] = list(stored)
-            g.attrs["source_units"] = spec["source_units"]
+            g.attrs["units"] = units
+            g.attrs["source_units"] = units
+            g.attrs["scale_to_uv"] = [math.nan if scale_to_uv(u) is None else scale_to_uv(u)
+                                      for u in units]
             g.attrs["nominal_srate_hz"] = spec["nominal_srate_hz"]
             g.attrs["type"] = spec["type"]
             g.attrs["source_id"] = spec["source_id"]
             g.attrs["description"] = spec["description"]
-            st.data.attrs["units"] = list(stored)
+            st.data.attrs["units"] = units
             st.timestamps.attrs["units"] = "s"
             self._streams[name] = st
         self._tables["trials"] = _Table(f, "trials", list(self._trial_kinds.items()))
@@ -495,7 +503,9 @@ class RecordWriter:
         if name not in self._stream_specs:
             raise MepkitError(f"{self.path}: no stream {name!r}; declared: "
                               f"{list(self._stream_specs)}")
-        x = np.asarray(samples, dtype=np.float64)
+        x = np.asarray(samples)
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"stream {name!r}: samples must be numbers, got dtype {x.dtype}")
         t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
         spec_ch = len(self._stream_specs[name]["channel_labels"])
         if x.ndim != 2 or x.shape[1] != spec_ch:
@@ -509,7 +519,7 @@ class RecordWriter:
         try:
             st = self._streams[name]
             assert st.data is not None and st.timestamps is not None
-            _append(st.data, st.n, (x * st.scale).astype(np.float32))
+            _append(st.data, st.n, x)
             _append(st.timestamps, st.n, t)
             st.n += x.shape[0]
         finally:

@@ -493,13 +493,33 @@ class MarkerInlet(_InletBase):
             raise StreamFormatError(f"marker stream {m.describe()} has an unusable format "
                                     f"{m.channel_format}")
         self.n_markers = 0
+        self._as_numpy = _has_kw(self.inlet.pull_chunk, "as_numpy")
 
     def pull(self, max_markers: int = 256) -> tuple[np.ndarray, list[str]]:
-        """Markers available now: ``(timestamps on the marker clock, values)``."""
-        values, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=max_markers)
-        if not ts:
+        """Markers available now: ``(timestamps on the marker clock, values)``.
+
+        Values come from other programs: bytes that are not UTF-8 are decoded with
+        replacement characters rather than failing (pylsl's own decoding would raise).
+        """
+        if self._as_numpy:
+            values, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=max_markers,
+                                               as_numpy=True)
+        else:  # pragma: no cover - pylsl < 1.17
+            values, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=max_markers)
+        if len(ts) == 0:
             return np.empty(0), []
-        out = [str(v[0]) if isinstance(v, (list, tuple)) and len(v) else str(v)
-               for v in values]
+        out = [_marker_text(v[0] if len(v) else "") for v in values]
         self.n_markers += len(out)
         return np.asarray(ts, dtype=np.float64), out
+
+
+def _marker_text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(value).decode("utf-8", "replace")
+            logger.warning("marker %r is not valid UTF-8; read with replacement characters",
+                           text[:60])
+            return text
+    return str(value)

@@ -39,6 +39,11 @@ class Recording:
     params: Any = None
     #: An open file object the data are read from lazily (mepkit records), else None.
     source: Any = None
+    #: How the recording's pulses were found when it was made (mepkit records):
+    #: ``trigger_channel``, ``artifact_triggers``, ``marker_filter``; else empty.
+    pulses: dict[str, Any] = field(default_factory=dict)
+    #: Reserved for the fitted clock mapping of the EMG stream (stored by records).
+    clock: Any = None
 
     @property
     def duration_s(self) -> float:

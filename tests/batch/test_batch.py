@@ -121,3 +121,19 @@ def test_cli_convert_and_info(files, tmp_path):
     assert r.returncode == 2 and "exists" in r.stderr
     r = cli("info", str(out))
     assert r.returncode == 0 and "closed cleanly: yes" in r.stdout and "S07" in r.stdout
+
+
+def test_analysing_a_record_releases_its_file(files, tmp_path):
+    """analyze_file closes the record it opened: the file can be opened for writing after."""
+    _, _, h5 = files
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(open(h5, "rb").read())
+    analyze_file(copy)
+    with h5py.File(copy, "r+") as f:  # fails while this process still holds it read-only
+        assert f.attrs["mepkit_format"] == "mepkit-record"
+    with pytest.raises(Exception):
+        analyze_file(tmp_path / "missing.h5")
+    held = open_record(copy)
+    with pytest.raises(OSError):
+        h5py.File(copy, "r+")  # the check above can fail: an open handle is seen
+    held.close()

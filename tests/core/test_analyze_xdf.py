@@ -182,7 +182,21 @@ def test_shared_example_files(shared_xdf):
     out = analyze_file(str(shared_xdf / "clock_resets.xdf"),
                        emg_stream="BioSemi", marker_stream="MyMarkerStream")
     assert out.trial.nunique() == 175 and out.channel.nunique() == 8
-    assert set(out.reject_reason) <= {"", "gap", "invalid", "background", "clipped"}
+    # EEG at 100 Hz is a few µV: no MEP anywhere, every trial measured, and a trial is
+    # rejected only as `gap`, when its epoch holds a timestamp step longer than a period plus
+    # the tolerance or not forward (checked on the stamps as pyxdf reads them)
+    assert not out.detected.any()
+    kept = out[out.reject_reason == ""]
+    assert len(kept) >= 0.8 * len(out)
+    assert np.isfinite(kept[["amplitude_uv", "background_rms_uv", "area_uv_ms"]]).all().all()
+    import pyxdf
+
+    streams, _ = pyxdf.load_xdf(str(shared_xdf / "clock_resets.xdf"), dejitter_timestamps=False)
+    ts = next(s for s in streams if s["info"]["name"][0] == "BioSemi")["time_stamps"]
+    for t in out[out.reject_reason != ""].stim_time_s.unique():
+        assert out[out.stim_time_s == t].reject_reason.eq("gap").all()
+        steps = np.diff(ts[(ts >= t - 0.13) & (ts <= t + 0.07)])  # the epoch and a sample
+        assert np.any((steps > 0.01 + 0.002) | (steps <= 0)), t
     with pytest.raises(FileFormatError, match="no samples"):
         analyze_file(str(shared_xdf / "empty_streams.xdf"),
                      emg_stream="Empty data stream: test stream 0 counter",
@@ -274,3 +288,22 @@ def test_sample_data_is_made_by_the_script(tmp_path):
     assert out.read_bytes() == SAMPLE_XDF.read_bytes()
     assert (tmp_path / "again_truth.csv").read_text() == \
         SAMPLE_XDF.with_name("sample_session_truth.csv").read_text()
+
+
+def test_bad_markers_in_a_file_warn_and_are_measured(tmp_path, caplog):
+    """The markers that once stopped a live session, in an XDF file: each trial measured,
+    labelled with the marker's text (cut), each with a warning."""
+    from mepkit.markers import MAX_MARKER_CHARS
+
+    bad = ['{"intensity": ' + "9" * 400 + "}", '{"intensity": ' + "9" * 5000 + "}",
+           '{"x":' + "[" * 1015, '{"intensity": 50', "x" * 100_000,
+           '{"intensity": 1e999, "site": "M1"}']
+    data, ts, stims = recording(len(bad))
+    out = analyze_file(write(tmp_path, "bad.xdf", [emg_stream(data, ts),
+                                                   marker_stream(stims, bad)]))
+    assert out.label.tolist() == [b[:MAX_MARKER_CHARS] for b in bad]
+    assert not out.rejected.any() and out.amplitude_uv.between(700, 900).all()
+    assert out.intensity_pct_mso.isna().all() and out.site.tolist()[-1] == "M1"
+    for what in ("not a number", "longer than", "RecursionError", "JSON but is not valid",
+                 "not finite"):
+        assert what in caplog.text, what

@@ -49,7 +49,7 @@ def results() -> dict[str, np.ndarray]:
         out[name] = np.array([[t.stim_time_s, *t.amplitude_uv, *t.latency_ms, *t.area_uv_ms,
                                *t.background_rms_uv, *t.peak_time_ms, *t.detected]
                               for t in trials])
-        out[name + "_monitor"] = p.monitor_rms_uv
+        out[name + "_monitor"] = p.update_monitor()
     # exported epochs (channel-major copy path) and the filter kernel
     rng = np.random.default_rng(3)
     ep = rng.normal(0, 5, (4, 2, 1501))

@@ -174,3 +174,16 @@ def test_parallel_blocks_equal_serial_kernel():
     ser = measure_rows(rows, np.arange(65) * N, N, FS, Params(), tmin_ms=TMIN_MS)
     for key in par:
         np.testing.assert_array_equal(par[key], ser[key], err_msg=key)
+
+
+def test_kernel_reject_codes_are_the_reasons_table():
+    """The kernel's reject codes index the one table of reasons, mepkit.params.REJECT_REASONS."""
+    from mepkit.dsp import _features as k
+    from mepkit.params import REJECT_REASONS
+
+    codes = {"invalid": k.INVALID, "gap": k.GAP, "clipped": k.CLIPPED,
+             "background": k.BACKGROUND}
+    for name, code in codes.items():
+        assert REJECT_REASONS[code - 1] == name
+        assert reason_names(np.array([code]))[0] == name
+    assert reason_names(np.array([0]))[0] == ""

@@ -21,6 +21,27 @@ import time
 import numpy as np
 
 
+#: Markers no program should send, each of which once stopped a live session or could: a
+#: number beyond float range, one beyond Python's integer digit limit, nesting deeper than
+#: the recursion limit, invalid JSON, a lone surrogate, bytes that are not UTF-8, a NUL, a
+#: very long text, an infinite intensity.
+BAD_MARKERS: list = [
+    '{"intensity": ' + "9" * 400 + "}",
+    '{"intensity": ' + "9" * 5000 + "}",
+    '{"x":' + "[" * 1015,
+    '{"intensity": 50',
+    '{"label": "coil \\ud800"}',
+    b'\xff\xfe{"intensity": 50}',
+    "pulse\x00 with a NUL",
+    "x" * 100_000,
+    '{"intensity": 1e999, "site": "M1"}',
+]
+
+
+#: µV in one unit of the pushed samples (the synthesiser makes µV).
+UV_PER_UNIT = {"microvolts": 1.0, "uV": 1.0, "mV": 1e3, "V": 1e6}
+
+
 def amplitude_mix(rng: np.random.Generator, n_channels: int) -> np.ndarray:
     """Per-channel MEP amplitudes: absent, small (< 25 µV) or clear (100-3000 µV)."""
     kind = rng.choice(3, size=n_channels, p=[0.25, 0.2, 0.55])
@@ -47,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-ms", type=float, default=2.0)
     p.add_argument("--marker-delay", type=float, default=0.0)
     p.add_argument("--extra-key", action="store_true", help="add an unknown key to markers")
+    p.add_argument("--bad-markers", action="store_true",
+                   help="send the BAD_MARKERS in turn instead of JSON markers")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--truth", default=None)
     p.add_argument("--wait-consumers", type=float, default=20.0)
@@ -117,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.format == "string":
                 out.push_chunk([[f"{v:.3f}" for v in row] for row in x], ts.tolist())
             else:
-                out.push_chunk(np.ascontiguousarray(x, dtype=np.float32 if args.format ==
-                                                    "float32" else np.float64), ts)
+                out.push_chunk(np.ascontiguousarray(x / UV_PER_UNIT[args.unit], dtype=np.float32
+                                                    if args.format == "float32" else np.float64),
+                               ts)
             while next_pulse < len(pulses) and pulses[next_pulse] < n + m:
                 s = pulses[next_pulse]
                 k, amp, lat, inten = info_by_sample[s]
@@ -126,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 marker = {"intensity": round(inten, 1), "site": "hotspot"}
                 if args.extra_key:
                     marker["coil_temp_c"] = 31.5
-                marker_queue.append((pylsl.local_clock() + args.marker_delay, stim_ts,
-                                     json.dumps(marker)))
+                text = BAD_MARKERS[k % len(BAD_MARKERS)] if args.bad_markers else json.dumps(marker)
+                marker_queue.append((pylsl.local_clock() + args.marker_delay, stim_ts, text))
                 log({"pulse": k, "time_s": stim_ts, "sample": s, "intensity": round(inten, 1),
                      "amplitude_uv": amp.tolist(), "latency_ms": lat.tolist()})
                 next_pulse += 1

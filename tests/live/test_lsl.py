@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pylsl
 import pytest
-
-pylsl = pytest.importorskip("pylsl")
 
 from live_outlet import new_source_id, read_truth, start_outlet, stop_process, wait_until  # noqa: E402
 
@@ -223,6 +222,19 @@ def test_live_session_callback_and_status(tmp_path):
     assert status.detected + status.rejected <= status.trials == len(pulses)
 
 
+
+def test_live_status_shows_the_background_emg(tmp_path):
+    """The background monitor (Params.monitor_band_hz and notch_q): the live RMS per channel,
+    2.5 s after the only pulse, is what the trial measured before its pulse (both see the
+    outlet's resting EMG), and the status line shows it."""
+    trials, _, status = _session_run(tmp_path, "--first-pulse", "1.0", "--isi", "5", "5")
+    assert len(trials) == 1
+    assert len(status.background_rms_uv) == 4
+    np.testing.assert_allclose(status.background_rms_uv, trials[0].background_rms_uv, rtol=0.3)
+    assert "background " + "/".join(f"{v:.1f}" for v in status.background_rms_uv) + " µV" \
+        in status.line()
+
+
 def test_docs_protocol_example_runs(tmp_path, monkeypatch):
     """The ~10-line protocol of docs/live.md, against a test outlet."""
     text = DOCS.read_text(encoding="utf-8")
@@ -268,20 +280,68 @@ def test_acquisition_error_reaches_the_caller(tmp_path):
                         markers_name=f"{name}-m")
     try:
         seen = []
+        session = LiveSession(emg=name, markers=f"{name}-m", source_id=sid,
+                              marker_source_id=sid + "-markers", on_trial=on_trial,
+                              record_path=out)
+        # raised by trials() (or by start() when trial 2 came while the kernels loaded),
+        # and again at the end of the with block
         with pytest.raises(Boom, match="trial 2"):
-            with LiveSession(emg=name, markers=f"{name}-m", source_id=sid,
-                             marker_source_id=sid + "-markers", on_trial=on_trial,
-                             record_path=out) as session:
+            with session:
                 with pytest.raises(Boom):
                     for trial in session.trials(timeout=20):
                         seen.append(trial.index)
-                with pytest.raises(Boom):
-                    session.wait(5)
-                assert not session.running
-        assert seen[:2] == [0, 1]
+        with pytest.raises(Boom):
+            session.wait(5)
+        assert not session.running and seen == [0, 1, 2][:len(seen)]
     finally:
         stop_process(proc)
     with open_record(out) as rec:
         assert rec.closed_cleanly and rec.trials["trial"].nunique() >= 2
         stop = rec.events[rec.events["kind"] == "stop"]
         assert "trial 2" in stop["detail"].iloc[0]
+
+
+def _expected_label(payload) -> str:
+    """What a bad marker's trial is labelled: its text, cut to MAX_MARKER_CHARS."""
+    from mepkit.markers import MAX_MARKER_CHARS
+
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    if text == '{"label": "coil \\ud800"}':
+        return "coil ?"  # a lone surrogate in a JSON label, replaced
+    return text.strip()[:MAX_MARKER_CHARS]
+
+
+def test_live_session_bad_markers_warn_and_measure(tmp_path, caplog):
+    """Markers that once stopped a session (huge numbers, deep nesting, broken JSON and
+    UTF-8, a NUL, 100 kB of text), pushed over real LSL: each trial is measured, labelled
+    with the marker's text, and each bad marker gives a warning."""
+    from live_outlet import BAD_MARKERS
+
+    from mepkit.records import open_record
+
+    caplog.set_level(logging.WARNING)
+    out = tmp_path / "bad.h5"
+    trials, (start, pulses, done), status = _session_run(
+        tmp_path, "--bad-markers", "--isi", "0.25", "0.3", record_path=out)
+    assert len(trials) == len(pulses) >= len(BAD_MARKERS)
+    for tr, p in zip(sorted(trials, key=lambda t: t.stim_time_s), pulses):
+        payload = BAD_MARKERS[p["pulse"] % len(BAD_MARKERS)]
+        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=1e-4)
+        assert tr.stim.label == _expected_label(payload)
+        for c, truth_amp in enumerate(p["amplitude_uv"]):
+            assert not tr.reject_reason[c], tr.reject_reason
+            if truth_amp >= 200:
+                assert tr.amplitude_uv[c] == pytest.approx(truth_amp, rel=0.10)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("9999999999" in m or "not a number" in m for m in warned) >= 1
+    assert any("longer than" in m for m in warned)
+    assert any("RecursionError" in m for m in warned)
+    assert any("JSON but is not valid" in m for m in warned)
+    assert any("not valid UTF-8" in m for m in warned)
+    assert any("not finite" in m for m in warned)
+    assert status.error is None
+    with open_record(out) as rec:
+        assert rec.closed_cleanly
+        labels = rec.trials.drop_duplicates("trial").sort_values("stim_time_s")["label"]
+        assert labels.tolist() == [_expected_label(BAD_MARKERS[p["pulse"] % len(BAD_MARKERS)])
+                                   for p in pulses]

@@ -10,8 +10,6 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("pylsl")
-
 from live_outlet import new_source_id, read_truth, start_outlet, stop_process, wait_until  # noqa: E402
 
 from mepkit.records import open_record  # noqa: E402
@@ -191,9 +189,6 @@ def test_demo_quick(tmp_path):
     res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "demo", "--quick", "-o",
                           str(out)], capture_output=True, text=True, timeout=50, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    if "analysing the sample recording instead" in res.stderr:  # no simulator yet
-        assert "trials x" in res.stdout
-        return
     assert f"the record is {out}" in res.stdout
     with open_record(out) as r:
         assert r.closed_cleanly and r.trials["trial"].nunique() >= 5
@@ -201,7 +196,8 @@ def test_demo_quick(tmp_path):
 
 def test_record_virtual_subject_matches_ground_truth(tmp_path):
     """The simulator's SimulatedAmplifier (in this process) recorded by ``mepkit record``."""
-    sim = pytest.importorskip("mepkit.sim.outlet")
+    from mepkit.sim import outlet as sim
+
     sid = new_source_id()
     name = f"virt-{sid[-8:]}"
     out = tmp_path / "v.h5"
@@ -274,3 +270,50 @@ def test_record_stops_with_one_line_when_the_disk_is_full(tmp_path):
     errors = [ln for ln in res.stderr.splitlines() if "error: the session stopped early" in ln]
     assert len(errors) == 1 and str(out) in errors[0]
     assert out.exists()
+
+
+@pytest.mark.parametrize("unit, fmt", [
+    ("V", "double64"), ("mV", "float32"),
+    pytest.param("microvolts", "double64", marks=pytest.mark.soak),
+])
+def test_analyze_of_a_live_record_gives_the_live_rows(tmp_path, unit, fmt):
+    """A live session (real LSL, non-default parameters) and `mepkit analyze` on its record
+    give the same trial rows, bit for bit, whatever the stream's unit and sample type."""
+    import pandas as pd
+
+    from mepkit.analyze import trials_to_frame
+    from mepkit.live import LiveSession
+    from mepkit.params import TRIAL_COLUMNS, Params
+
+    params = Params(detection_threshold_uv=80.0, response_window_ms=(12.0, 55.0),
+                    background_window_ms=(-90.0, -4.0), lowpass_hz=1000.0, line_freq_hz=60.0,
+                    background_limit_uv=30.0, onset_sd=4.0)
+    sid = new_source_id()
+    name = f"re-{sid[-8:]}"
+    truth, out = tmp_path / "truth.jsonl", tmp_path / "live.h5"
+    outlet = start_outlet(truth, sid, "--duration", "3", "--unit", unit, "--format", fmt,
+                          name=name, markers_name=f"{name}-m")
+    try:
+        with LiveSession(emg=name, markers=f"{name}-m", source_id=sid,
+                         marker_source_id=sid + "-markers", params=params,
+                         record_path=out) as session:
+            wait_until(lambda: read_truth(truth)[2], 20, "the outlet to finish")
+            time.sleep(0.5)
+            live = list(session.trials(timeout=0.5))
+    finally:
+        stop_process(outlet)
+    assert len(live) == len(read_truth(truth)[1]) > 5
+    res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "analyze", str(out), "-o",
+                          str(tmp_path / "again.parquet")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "other than those stored" not in res.stderr  # its own parameters
+    cols = [c for c in TRIAL_COLUMNS if c != "file"]
+    again = pd.read_parquet(tmp_path / "again.parquet")[cols]
+    want = trials_to_frame(live)[cols]
+    assert want.detected.any() and not want.rejected.all()
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), want.reset_index(drop=True),
+                                  check_exact=True, check_dtype=False)
+    with open_record(out) as rec:
+        assert rec.params == params
+        assert rec.streams[name].data.dtype == (np.float64 if fmt == "double64" else np.float32)

@@ -46,7 +46,8 @@ def write_full_record(path, **kw):
                                     "stim_id": "text"},
                      marker_stream="stim-markers", **kw)
     w.add_stream("emg", channel_labels=["FDI", "APB"], units="mV", nominal_srate_hz=5000.0,
-                 source_id="amp-1", description="<info><name>emg</name></info>")
+                 source_id="amp-1", description="<info><name>emg</name></info>",
+                 dtype="float64")
     w.add_stream("trig", channel_labels=["TTL"], units=[""], nominal_srate_hz=1000.0,
                  stream_type="Trigger")
     w.start()
@@ -84,11 +85,13 @@ def test_round_trip_every_field(tmp_path):
         assert rec.params == params
         emg = rec.streams["emg"]
         assert emg.channel_labels == ["FDI", "APB"]
-        assert emg.units == ["µV", "µV"] and emg.source_units == ["mV", "mV"]
+        assert emg.units == ["mV", "mV"] and emg.source_units == ["mV", "mV"]
         assert emg.nominal_srate_hz == 5000.0 and emg.type == "EMG"
         assert emg.source_id == "amp-1" and emg.description.startswith("<info>")
-        assert emg.data.dtype == np.float32 and emg.data.shape == (1000, 2)
-        np.testing.assert_allclose(emg.data, (x * 1000.0).astype(np.float32))
+        # stored as given: the source's dtype and units, every bit
+        assert emg.data.dtype == np.float64 and emg.data.shape == (1000, 2)
+        np.testing.assert_array_equal(emg.data, x)
+        assert list(rec.file["streams/emg"].attrs["scale_to_uv"]) == [1000.0, 1000.0]
         np.testing.assert_array_equal(emg.timestamps, t)
         part, pt = emg.read(100, 150)
         np.testing.assert_array_equal(part, emg.data[100:150])
@@ -126,9 +129,9 @@ def test_layout_is_readable_with_plain_h5py(tmp_path):
     x, t, *_ = write_full_record(path)
     with h5py.File(path, "r") as f:  # closed file: no SWMR flag needed
         assert f.attrs["mepkit_format"] == "mepkit-record"
-        assert f.attrs["format_version"] == 1 and f.attrs["closed_cleanly"]
+        assert f.attrs["format_version"] == FORMAT_VERSION and f.attrs["closed_cleanly"]
         d = f["streams/emg/data"]
-        assert d.dtype == np.float32 and d.maxshape == (None, 2) and d.chunks is not None
+        assert d.dtype == np.float64 and d.maxshape == (None, 2) and d.chunks is not None
         assert f["streams/emg/timestamps"].dtype == np.float64
         assert list(f["streams/emg"].attrs["channel_labels"]) == ["FDI", "APB"]
         g = f["trials"]
@@ -218,7 +221,7 @@ def test_bad_input_gives_one_line_error(tmp_path, kind):
                 "directory": (FileFormatError, "directory"),
                 "not_record": (FileFormatError, "not a mepkit record"),
                 "newer": (FileFormatError, r"record format version 7 is newer than this "
-                                           r"mepkit supports \(1\); upgrade mepkit"),
+                                           r"mepkit supports \(2\); upgrade mepkit"),
                 "truncated": (FileFormatError, "truncated")}[kind]
     with pytest.raises(expected[0], match=expected[1]) as info:
         open_record(path)
@@ -234,7 +237,7 @@ def test_damaged_trials_table_keeps_raw_data_readable(tmp_path):
     with open_record(path) as rec:
         assert len(rec.trials) == 0 and "amplitude_uv" in rec.trials.columns
         assert any("trials table is damaged" in w for w in rec.warnings)
-        np.testing.assert_allclose(rec.streams["emg"].data, (x * 1000).astype(np.float32))
+        np.testing.assert_allclose(rec.streams["emg"].data, x)
         assert rec.markers.values == ["stim", "stim ü"]
         assert "warning: trials table is damaged" in format_info(rec)
 
@@ -367,9 +370,9 @@ def test_format_info_summarises(tmp_path):
     with open_record(path) as rec:
         text = format_info(rec)
     assert str(path) in text
-    assert "mepkit-record v1" in text and "closed cleanly: yes" in text
+    assert "mepkit-record v2" in text and "closed cleanly: yes" in text
     assert "'emg' (EMG): 2 channels at 5000 Hz, 1000 samples" in text
-    assert "FDI [µV], APB [µV]" in text
+    assert "FDI [mV], APB [mV]" in text
     assert "markers: 2" in text and "trial rows: 5" in text
     assert "rejected: 2 (background: 2)" in text
     assert "median amplitude (accepted): FDI 54 µV, APB 100 µV" in text
