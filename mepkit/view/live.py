@@ -210,6 +210,7 @@ class LiveView:
         self._proto_steps: list[dict[str, Any]] = []
         self._proto_history: list[dict[str, Any]] = []
         self._proto_n = -1
+        self._proto_lock = threading.Lock()
         self._trace_channels: list[str] = []
         self._first_stim_s = math.nan
         self.n_requests = 0
@@ -513,7 +514,8 @@ class LiveView:
         example from ``on_step``) so the estimate is computed in its thread.
         """
         try:
-            self._update_protocol(protocol)
+            with self._proto_lock:  # the view thread and a runner may both ask
+                self._update_protocol(protocol)
         except Exception as exc:  # noqa: BLE001
             self._log_once("protocol", "live view: could not read the protocol: %s", exc)
 
