@@ -30,9 +30,25 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: "ViewServer"
 
+    def _host_allowed(self) -> bool:
+        """On a loopback address, only requests to a loopback name (a web page elsewhere
+        that rebinds its own name to 127.0.0.1 cannot read the session: DNS rebinding)."""
+        if not self.server.loopback:
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            name = host[1:].partition("]")[0]
+        else:
+            name = host.rpartition(":")[0] if ":" in host else host
+        return name in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
         view = self.server.view
         view.n_requests += 1
+        if not self._host_allowed():
+            self._send(403, b'{"error":"this page answers to 127.0.0.1 or localhost only"}',
+                       "application/json")
+            return
         path, _, query = self.path.partition("?")
         if path in ("/", "/index.html"):
             from mepkit.view._page import page_bytes
@@ -82,6 +98,8 @@ class ViewServer(ThreadingHTTPServer):
         import socket
 
         self.view = view
+        self.loopback = address[0] in ("127.0.0.1", "localhost", "::1") or \
+            address[0].startswith("127.")
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6

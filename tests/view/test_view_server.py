@@ -108,6 +108,26 @@ def test_a_port_in_use_is_one_clear_line_before_anything_starts(tmp_path):
         assert _get(first.port, "/")[0] == 200  # the first one still serves
 
 
+def test_only_loopback_names_are_answered_on_loopback():
+    """A page elsewhere whose name was rebound to 127.0.0.1 (DNS rebinding) gets nothing."""
+    with LiveView(port=0) as view:
+        for host, code in ((f"127.0.0.1:{view.port}", 200), (f"localhost:{view.port}", 200),
+                           ("localhost", 200), (f"evil.example:{view.port}", 403),
+                           ("", 403)):
+            conn = http.client.HTTPConnection("127.0.0.1", view.port, timeout=5)
+            try:
+                conn.putrequest("GET", "/api/state", skip_host=True)
+                if host:
+                    conn.putheader("Host", host)
+                conn.endheaders()
+                r = conn.getresponse()
+                assert r.status == code, host
+                if code == 200:
+                    assert json.loads(r.read())["seq"] == 0
+            finally:
+                conn.close()
+
+
 def test_bad_view_options_are_usage_errors():
     for kw in ({"port": 70000}, {"port": -1}, {"port": "http"}, {"host": ""},
                {"poll_ms": 0}, {"stall_lag_s": 0}):
@@ -164,7 +184,8 @@ def test_clients_that_never_read_do_not_disturb_the_session(live):
     assert st.running and st.trials == 11 and live.session.error is None
     assert took < 8 * (0.15 + 2.0)
     lat_ms = live.session.latencies_s * 1e3
-    assert lat_ms.size == 11 and np.all(np.isfinite(lat_ms))
+    # (trials whose samples came while the kernels loaded are not counted as live)
+    assert lat_ms.size >= 8 and np.all(np.isfinite(lat_ms))
     # the view took every trial; once the hogs are gone, it serves again
     deadline = time.monotonic() + 5
     while live.view.n_trials < 11 and time.monotonic() < deadline:
