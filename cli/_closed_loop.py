@@ -27,6 +27,7 @@ def add_closed_loop_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--emg-type", default="EMG", metavar="TYPE",
                    help="required type of the EMG stream (default EMG; 'any' accepts any)")
     g.add_argument("--unit", metavar="UNIT", help="unit of the EMG samples (V, mV, uV)")
+    add_position_options(g)
     g.add_argument("-o", "--output", metavar="FILE.h5", required=True, help="the record to write")
     g.add_argument("--overwrite", action="store_true", help="replace an existing record")
     g.add_argument("--subject", metavar="ID", help="subject identifier stored in the record")
@@ -69,6 +70,31 @@ def add_closed_loop_options(p: argparse.ArgumentParser) -> None:
     add_param_options(p)
 
 
+def add_position_options(g: Any) -> None:
+    """``--positions NAME``, ``--positions-source-id``, ``--position-max-age`` (also used by
+    ``mepkit record``)."""
+    g.add_argument("--positions", metavar="NAME",
+                   help="neuronavigation stream of coil positions (channels x_mm, y_mm, "
+                        "z_mm): trials whose marker has no position get the one at their "
+                        "pulse; recorded raw")
+    g.add_argument("--positions-source-id", metavar="ID",
+                   help="source_id of the position stream")
+    g.add_argument("--position-max-age", type=float, metavar="S",
+                   help="a position sample older than S at the pulse is not used (default "
+                        "0.25 s; docs/methods.md)")
+
+
+def position_session_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The LiveSession keywords of the position options (checked)."""
+    from mepkit_cli.main import UserError
+
+    age = args.position_max_age
+    if age is not None and not (math.isfinite(age) and age > 0):
+        raise UserError(f"--position-max-age must be > 0 s, got {age}")
+    return {"positions": args.positions, "positions_source_id": args.positions_source_id,
+            "position_max_age_s": age}
+
+
 def _hand(hemisphere: str) -> str:
     return "R" if hemisphere == "left" else "L"
 
@@ -81,9 +107,10 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError("--simulate fires the virtual subject's own stimulator; "
                             "--stimulator manual contradicts it (leave --stimulator out)")
         if args.emg or args.markers or args.source_id or args.marker_source_id \
-                or args.trigger_channel:
+                or args.trigger_channel or args.positions or args.positions_source_id:
             raise UserError("--simulate makes its own streams; do not give --emg, --markers, "
-                            "--source-id, --marker-source-id or --trigger-channel with it")
+                            "--positions, --source-id, --marker-source-id or "
+                            "--trigger-channel with it")
         args.stimulator = "simulated"
     else:
         if args.stimulator == "simulated":
@@ -119,12 +146,18 @@ def _describe_estimate(estimate: Any) -> str:
 
 def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any],
                     command: str, active: bool = False,
-                    describe: Callable[[Any], str] | None = None) -> int:
+                    describe: Callable[[Any], str] | None = None,
+                    navigation: bool = False,
+                    report: Callable[[Any, Any], None] | None = None) -> int:
     """Start the streams (or the virtual subject), run the protocol live, report.
 
-    ``make_protocol(params)`` builds the protocol once the parameters are known;
+    ``make_protocol(params)`` builds the protocol once the parameters are known (with
+    ``--simulate``, ``args.virtual_subject`` is the subject by then);
     ``describe(estimate)`` gives the one-line summary (default: the estimate's
-    ``message``, else its scalar fields).
+    ``message``, else its scalar fields). ``navigation``: with ``--simulate`` the
+    virtual amplifier publishes a neuronavigation stream, its markers carry no
+    position, and the session reads the positions from that stream. ``report(result,
+    protocol)`` prints what is left to print after the run (maps, figures).
     """
     describe = describe or _describe_estimate
     import signal
@@ -136,7 +169,15 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
     from mepkit_cli.main import UserError
 
     _check(args)
+    position_opts = position_session_options(args)
     params = params_from_args(args)
+    subject = None
+    if args.simulate:
+        from mepkit.sim.subject import VirtualSubject
+
+        subject = VirtualSubject.from_preset(args.preset, seed=args.seed,
+                                             lesioned_hemisphere=args.lesioned)
+    args.virtual_subject = subject
     if active:
         # the background of an active threshold is the contraction itself: trials are not
         # rejected for it, and the gate waits for a contraction instead of relaxation
@@ -154,15 +195,16 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
     source_id, marker_source_id = args.source_id, args.marker_source_id
     if args.simulate:
         from mepkit.sim.outlet import SimulatedAmplifier
-        from mepkit.sim.subject import VirtualSubject
 
-        subject = VirtualSubject.from_preset(args.preset, seed=args.seed,
-                                             lesioned_hemisphere=args.lesioned)
         hand = _hand(args.hemisphere)
         sid = f"mepkit-{command}-{uuid.uuid4().hex[:8]}"
         amp = SimulatedAmplifier(subject, channels=[f"{m}_{hand}" for m in MUSCLES],
-                                 name=f"{sid}-emg", source_id=sid, seed=args.seed)
+                                 name=f"{sid}-emg", source_id=sid, seed=args.seed,
+                                 navigation=navigation, marker_positions=not navigation)
         emg, markers = amp.name, amp.marker_name
+        if navigation:
+            position_opts["positions"] = amp.navigation_name
+            position_opts["positions_source_id"] = amp.navigation_source_id
         source_id, marker_source_id = amp.source_id, amp.marker_source_id
         channel = channel or f"FDI_{hand}"
         if active:  # the subject holds a slight contraction of the target hand throughout,
@@ -181,7 +223,8 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             source_id=source_id, marker_source_id=marker_source_id, unit=args.unit,
             resolve_timeout_s=args.resolve_timeout,
             subject=args.subject or (f"virtual-{args.preset}" if args.simulate else None),
-            session={"identifier": args.session or command, "protocol": protocol.name})
+            session={"identifier": args.session or command, "protocol": protocol.name},
+            **position_opts)
     except ValueError as exc:
         if amp is not None:
             amp.stop()
@@ -242,7 +285,12 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
                 est = describe(proto.estimate)
             except ProtocolError:
                 est = "no estimate yet"
-            print(f"pulse {row['step'] + 1:3d}  t {row['pulse_time_s'] - t0:7.1f} s  "
+            where = ""
+            if row.get("proposed_x_mm") is not None:  # a spatial protocol: where the coil was
+                x, y = row.get("x_mm"), row.get("y_mm")
+                where = (f"{row.get('site') or ''} ({x:.1f}, {y:.1f}) mm  "
+                         if x is not None and y is not None else "")
+            print(f"pulse {row['step'] + 1:3d}  t {row['pulse_time_s'] - t0:7.1f} s  {where}"
                   f"{row['intensity_pct_mso']:5.1f} %MSO  {row['channel']} {amp_txt:>8}  "
                   f"{flag:<20} | {est}", flush=True)
 
@@ -285,9 +333,15 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             mean = "-" if lv.n == 0 else f"{lv.mean_uv:.0f}"
             print(f"{lv.intensity_pct_mso:>6g} {pct:>10} {lv.n:>3} {lv.n_rejected:>4} "
                   f"{med:>10} {mean:>9} {lv.n_meps:>5}")
+    if report is not None:
+        report(result, protocol)
     print(f"{len(result.steps)} pulses ({sum(bool(s['counted']) for s in result.steps)} counted); "
           f"{'finished' if result.reason == 'done' else 'stopped: ' + result.reason}")
     print(f"record: {args.output}" + ("" if result.saved else " (incomplete: see the errors)"))
+    missing = session.status.positions_missing
+    if missing:
+        print(f"mepkit {command}: {missing} trial(s) without a coil position: the position "
+              f"stream lagged or stopped (see the warnings)", file=sys.stderr)
     if session.error is not None:
         from mepkit.live import one_line
 

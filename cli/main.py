@@ -17,7 +17,7 @@ from mepkit.errors import UsageError as UserError  # one class, also when run wi
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("analyze", "info", "convert", "simulate", "record", "threshold", "recruitment",
-            "excitability", "demo")
+            "map", "hotspot", "excitability", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resolve-timeout", type=float, default=5.0, metavar="S",
                    help="how long to look for each stream (default 5 s)")
     p.add_argument("--quiet", action="store_true", help="no trial table, only the summary")
+    from mepkit_cli._closed_loop import add_position_options
+
+    add_position_options(p)
     add_trigger_options(p)
     add_view_options(p)
     add_param_options(p)
@@ -88,6 +91,9 @@ def _summary(session, wall_s: float, cpu_s: float, out=sys.stdout) -> None:
     print(f"\n{st.trials} trials: {st.detected} with an MEP, {st.rejected} rejected", file=out)
     print(f"samples {st.samples}, dropped {st.drops} in {st.gaps} gap(s), "
           f"outages {st.outages}, markers {st.markers}", file=out)
+    if st.positions or st.positions_missing:
+        print(f"coil positions {st.positions}; {st.positions_missing} trial(s) without one "
+              f"(the position stream lagged or stopped)", file=out)
     if lat.size:
         p50, p99 = np.percentile(lat, [50, 99])
         print(f"result latency (available - last sample): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
@@ -123,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
             re.compile(args.marker_filter)
         except re.error as exc:
             raise UserError(f"--marker-filter {args.marker_filter!r} is not a valid regex: {exc}")
+    from mepkit_cli._closed_loop import position_session_options
+
+    position_opts = position_session_options(args)
     emg_type = None if (args.emg_type or "").lower() == "any" else args.emg_type
     try:
         session = LiveSession(
@@ -131,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, emg_type=emg_type, source_id=args.source_id,
             marker_source_id=args.marker_source_id, unit=args.unit,
             marker_filter=args.marker_filter, artifact_triggers=args.artifact_triggers,
-            resolve_timeout_s=args.resolve_timeout)
+            resolve_timeout_s=args.resolve_timeout, **position_opts)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     # the page's port is taken before anything is measured: a port in use is a clean error

@@ -68,6 +68,10 @@ class LiveStatus:
     rejected: int
     stream_lost: bool
     error: str | None = None
+    #: Coil-position samples received (``positions=``) and trials left without a
+    #: position because the position stream lagged or stopped.
+    positions: int = 0
+    positions_missing: int = 0
     #: Background EMG now, per channel: RMS (µV) of the monitor filter's output
     #: (``Params.monitor_band_hz`` band-pass and mains notches) over the last 0.2 s.
     background_rms_uv: tuple[float, ...] = ()
@@ -77,6 +81,8 @@ class LiveStatus:
         lag = f"{self.lag_s * 1e3:.1f} ms" if math.isfinite(self.lag_s) else "-"
         state = "LOST (waiting for the stream)" if self.stream_lost else (
             "running" if self.running else "stopped")
+        pos = (f" | positions {self.positions} ({self.positions_missing} trials without)"
+               if self.positions or self.positions_missing else "")
         bg = [v for v in self.background_rms_uv if math.isfinite(v)]
         if not bg:
             bgs = "-"
@@ -86,7 +92,7 @@ class LiveStatus:
             bgs = f"max {max(bg):.1f} µV"
         return (f"{state} | samples {self.samples} | drops {self.drops} | gaps {self.gaps} | "
                 f"lag {lag} | background {bgs} | markers {self.markers} | trials "
-                f"{self.trials} (detected {self.detected}, rejected {self.rejected})")
+                f"{self.trials} (detected {self.detected}, rejected {self.rejected}){pos}")
 
 
 @dataclass
@@ -261,6 +267,18 @@ class LiveSession:
     outage_after_s : float
         Silence after which the EMG stream counts as lost (it is re-joined when its
         outlet comes back with the same source_id).
+    positions : str or pylsl.StreamInfo, optional
+        A neuronavigation stream of coil positions (channels ``x_mm``, ``y_mm``, optionally
+        ``z_mm``; any rate). Each trial whose marker gives no position gets the last
+        position sample at or before its pulse, if at most ``position_max_age_s`` old;
+        a marker's own ``x_mm``/``y_mm`` win. The stream is recorded raw.
+    positions_source_id : str, optional
+        Narrow the resolution of the position stream.
+    position_max_age_s : float
+        A position sample older than this at the pulse is not used: the trial gets no
+        position, a warning names the stream and the age, and
+        `LiveStatus.positions_missing` counts it (default
+        `mepkit.sources.positions.POSITION_MAX_AGE_S`).
 
     Notes
     -----
@@ -286,8 +304,11 @@ class LiveSession:
                  unit: str | None = None, marker_filter: str | None = None,
                  artifact_triggers: bool = False, buffer_s: float = 4.0,
                  resolve_timeout_s: float = 5.0, poll_interval_s: float = POLL_INTERVAL_S,
-                 outage_after_s: float = 1.0, extra_trial_columns: dict[str, Any] | None = None
-                 ) -> None:
+                 outage_after_s: float = 1.0, extra_trial_columns: dict[str, Any] | None = None,
+                 positions: Any = None, positions_source_id: str | None = None,
+                 position_max_age_s: float | None = None) -> None:
+        from mepkit.sources.positions import POSITION_MAX_AGE_S
+
         if (markers is None and marker_source_id is None and trigger_channel is None
                 and not artifact_triggers):
             raise ValueError("no source of pulses: give markers=, trigger_channel= or "
@@ -317,6 +338,15 @@ class LiveSession:
         self.poll_interval_s = float(poll_interval_s)
         self.outage_after_s = float(outage_after_s)
         self.extra_trial_columns = dict(extra_trial_columns or {})
+        self._position_spec, self.positions_source_id = positions, positions_source_id
+        self.position_max_age_s = (POSITION_MAX_AGE_S if position_max_age_s is None
+                                   else float(position_max_age_s))
+        if not (math.isfinite(self.position_max_age_s) and self.position_max_age_s > 0):
+            raise ValueError(f"position_max_age_s must be > 0 s, got {position_max_age_s!r}")
+        self.position_inlet = None
+        self._track = None
+        self._n_positions = self._n_positions_missing = 0
+        self._rec_positions: list[tuple[np.ndarray, np.ndarray]] = []
 
         self.emg = None
         self.marker_inlet = None
@@ -487,7 +517,8 @@ class LiveSession:
             stream_lost=bool(emg.lost) if emg else False,
             error=None if self.error is None else one_line(self.error),
             background_rms_uv=tuple(float(v) for v in self.pipeline.monitor_rms_uv)
-            if self.pipeline is not None else ())
+            if self.pipeline is not None else (),
+            positions=self._n_positions, positions_missing=self._n_positions_missing)
 
     @property
     def latencies_s(self) -> np.ndarray:
@@ -593,6 +624,14 @@ class LiveSession:
         if self._marker_spec is not None or self.marker_source_id is not None:
             minfo = self._resolve(self._marker_spec, self.marker_source_id, "Markers")
             self.marker_inlet = MarkerInlet(minfo)
+        if self._position_spec is not None or self.positions_source_id is not None:
+            from mepkit.sources.positions import PositionInlet, PositionTrack
+
+            pinfo = self._resolve(self._position_spec, self.positions_source_id, "Position")
+            self.position_inlet = PositionInlet(pinfo)
+            pi = self.position_inlet
+            self._track = PositionTrack(pi.ix, pi.iy, pi.iz,
+                                        history_s=max(10.0, 2.0 * self.buffer_s))
         # units
         try:
             trig_idx = channel_index(meta.channel_labels, self.trigger_channel)
@@ -637,6 +676,8 @@ class LiveSession:
             opener.join()
             if self._opener_error is not None:
                 raise self._opener_error
+        if self.position_inlet is not None:
+            self.position_inlet.open()
 
     def _open_inlet(self, inlet: Any) -> None:
         try:
@@ -668,6 +709,8 @@ class LiveSession:
         session.setdefault("marker_filter", self.marker_filter)
         if self.marker_inlet is not None:
             session.setdefault("marker_stream", self.marker_inlet.meta.name)
+        if self.position_inlet is not None:
+            session.setdefault("position_stream", self.position_inlet.meta.name)
         cols = dict(LIVE_TRIAL_COLUMN_KINDS)
         cols.update(self.extra_trial_columns)
         w = RecordWriter(self.record_path, overwrite=self.overwrite, subject=self.subject,
@@ -679,6 +722,17 @@ class LiveSession:
         w.add_stream(self._emg_record_name, channel_labels=meta.channel_labels, units=self._units,
                      nominal_srate_hz=meta.sfreq_hz, stream_type=meta.type or "EMG",
                      source_id=meta.source_id, description=meta.xml, dtype=self.emg.dtype)
+        pi = self.position_inlet
+        if pi is not None:
+            pm = pi.meta
+            self._pos_record_name = (pm.name or "positions").replace("/", "_")
+            if self._pos_record_name == self._emg_record_name:
+                self._pos_record_name += "-positions"
+            units = [u or ("mm" if i in (pi.ix, pi.iy, pi.iz) else "") for i, u in
+                     enumerate(pm.units)]
+            w.add_stream(self._pos_record_name, channel_labels=pm.channel_labels, units=units,
+                         nominal_srate_hz=pm.sfreq_hz, stream_type=pm.type or "Position",
+                         source_id=pm.source_id, description=pm.xml, dtype="float64")
         w.start()
         self.writer = w
 
@@ -723,6 +777,9 @@ class LiveSession:
             if mk is not None:
                 mk.refresh_time_correction(now=now)
                 check = self._take_markers() > 0 and self.pipeline is not None
+            if self.position_inlet is not None:
+                self.position_inlet.refresh_time_correction(now=now)
+                self._take_positions()
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
             data, ts, gaps = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
@@ -736,6 +793,8 @@ class LiveSession:
         data, ts, gaps = emg.pull()
         if mk is not None:
             self._take_markers()
+        if self.position_inlet is not None:
+            self._take_positions()
         if ts.shape[0]:
             self._take_samples(data, ts, gaps)
         if self.pipeline is None:
@@ -799,6 +858,41 @@ class LiveSession:
                 self._rec_markers.extend(zip(mt_emg.tolist(), mv))
         return len(mv)
 
+    def _take_positions(self) -> None:
+        """Pull coil positions, map them onto the EMG clock, keep them for matching."""
+        pi = self.position_inlet
+        x, t = pi.pull()
+        if t.shape[0]:
+            t_emg = t + (pi.time_correction_s - self.emg.time_correction_s)
+            self._track.add(x, t_emg)
+            self._n_positions += t.shape[0]
+            if self.writer is not None:
+                self._rec_positions.append((x, t_emg))
+
+    def _match_positions(self, trials: Sequence["Trial"]) -> None:
+        """Give each trial without a marker position the coil position at its pulse."""
+        self._take_positions()  # the newest samples, in case they came with this chunk
+        name = self.position_inlet.meta.name
+        for t in trials:
+            s = t.stim
+            if math.isfinite(s.x_mm) and math.isfinite(s.y_mm):
+                continue  # the marker says where the coil was: it wins
+            m = self._track.match(t.stim_time_s, self.position_max_age_s)
+            if m.ok:
+                s.x_mm, s.y_mm = m.x_mm, m.y_mm
+                if not math.isfinite(s.z_mm):
+                    s.z_mm = m.z_mm
+                continue
+            with self._lock:
+                self._n_positions_missing += 1
+            logger.warning("trial %d has no coil position: position stream %r lags or stopped "
+                           "(%s)", t.index, name, m.problem)
+            if self.writer is not None:
+                self._rec_events.append((t.stim_time_s, "position-missing", {
+                    "trial": int(t.index), "stream": name,
+                    "age_s": m.age_s if math.isfinite(m.age_s) else None,
+                    "max_age_s": self.position_max_age_s, "problem": m.problem}))
+
     def _on_gaps(self, gaps: Sequence[Any]) -> None:
         for g in gaps:
             kind = "outage" if (g.outage or g.duration_s >= OUTAGE_MIN_S) else "gap"
@@ -815,6 +909,8 @@ class LiveSession:
     def _deliver(self, trials: Sequence["Trial"], available_s: float) -> None:
         for t in trials:
             t.available_s = available_s
+        if self.position_inlet is not None:
+            self._match_positions(trials)
         # Trials measured from samples pushed before the session started (a new inlet may
         # first receive the outlet's buffered history) or while the kernels loaded (the
         # backlog) were never measured live, so they stay out of the live latency figures
@@ -875,6 +971,11 @@ class LiveSession:
                 t = np.concatenate([r[1] for r in self._raw])
             self._raw = []
             w.append_samples(self._emg_record_name, x, t)
+        if self._rec_positions:
+            x = np.concatenate([r[0] for r in self._rec_positions])
+            t = np.concatenate([r[1] for r in self._rec_positions])
+            self._rec_positions = []
+            w.append_samples(self._pos_record_name, x, t)
         if self._rec_markers:
             times, values = zip(*self._rec_markers)
             self._rec_markers = []
@@ -904,7 +1005,7 @@ class LiveSession:
                 self.writer.close()
 
     def _close_resources(self) -> None:
-        for inlet in (self.emg, self.marker_inlet):
+        for inlet in (self.emg, self.marker_inlet, self.position_inlet):
             if inlet is not None:
                 inlet.close()
         with self._write_lock:

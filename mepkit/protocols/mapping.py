@@ -131,6 +131,9 @@ class GridMapping(_SpatialMixin, Protocol):
         MEP criterion for ``silent_after`` (50 µV).
     hemisphere : str
         Put in each stimulus (for the record).
+    n_boot : int
+        Bootstrap resamples of the estimate's intervals once the map is done (0: none;
+        the map while it grows has none).
     """
 
     name = "grid-mapping"
@@ -138,7 +141,7 @@ class GridMapping(_SpatialMixin, Protocol):
     def __init__(self, grid: Any, intensity_pct_mso: float, *, per_site: int = 5,
                  order: str = "sites", seed: int = 0, max_pulses: int | None = None,
                  max_rejected_per_site: int = 5, silent_after: int | None = None,
-                 mep_uv: float = 50.0, hemisphere: str = "") -> None:
+                 mep_uv: float = 50.0, hemisphere: str = "", n_boot: int = 0) -> None:
         super().__init__()
         from mepkit.analysis.grids import parse_grid
 
@@ -160,6 +163,7 @@ class GridMapping(_SpatialMixin, Protocol):
         self.silent_after = None if silent_after is None else int(silent_after)
         self.mep_uv = float(mep_uv)
         self.hemisphere = hemisphere
+        self.n_boot = max(0, int(n_boot))
         rng = np.random.default_rng(self.seed)
         n = self.grid.n_sites
         if order == "raster":
@@ -180,7 +184,7 @@ class GridMapping(_SpatialMixin, Protocol):
                 "per_site": self.per_site, "order": self.order, "seed": self.seed,
                 "max_pulses": self.max_pulses, "max_rejected_per_site": self.max_rejected_per_site,
                 "silent_after": self.silent_after, "mep_uv": self.mep_uv,
-                "hemisphere": self.hemisphere}
+                "hemisphere": self.hemisphere, "n_boot": self.n_boot}
 
     def _advance(self) -> None:
         while self._next < len(self._plan) and self.grid.names[self._plan[self._next]] in self.skipped:
@@ -221,20 +225,48 @@ class GridMapping(_SpatialMixin, Protocol):
 
     @property
     def estimate(self) -> MapEstimate:
-        return _map_estimate(self, grid=self.grid, skipped=self.skipped)
+        return _map_estimate(self, grid=self.grid, skipped=self.skipped,
+                             n_boot=self.n_boot if self.done else 0)
 
 
-def _map_estimate(p: Protocol, *, grid: Any = None, skipped=None, **options: Any) -> MapEstimate:
+def _map_estimate(p: Protocol, *, grid: Any = None, skipped=None, n_boot: int = 0,
+                  **options: Any) -> MapEstimate:
     from mepkit.analysis.maps import map_metrics
 
     steps = [s for s in p.steps if s.counted]
     if not steps:
         raise ProtocolError(f"{p.name}: no counted pulse yet, no map")
+    key = (len(p.steps), n_boot)
+    cached = getattr(p, "_estimate_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     x = [s.stimulus.x_mm for s in steps]
     y = [s.stimulus.y_mm for s in steps]
     a = [s.amplitude_uv for s in steps]
-    m = map_metrics(x, y, a, grid=grid, trial=[s.index for s in steps], n_boot=0, **options)
-    return MapEstimate(m, p.n_pulses, p.n_counted, dict(skipped or {}))
+    site, off = None, []
+    if grid is not None:
+        # a measured position (neuronavigation) outside its planned site's cell: the pulse
+        # is counted at that site rather than failing the whole map
+        site = [s.stimulus.site for s in steps]
+        half = grid.spacing_mm / 2.0 + 1e-9
+        for i, s in enumerate(steps):
+            if not s.stimulus.site:
+                continue
+            gx, gy = grid.position(s.stimulus.site)
+            inside = (abs(x[i] - gx) <= half and abs(y[i] - gy) <= half) if grid.regular \
+                else math.hypot(x[i] - gx, y[i] - gy) <= half
+            if not inside:
+                x[i] = y[i] = math.nan
+                off.append(s.index)
+    m = map_metrics(x, y, a, site=site, grid=grid, trial=[s.index for s in steps],
+                    n_boot=n_boot, **options)
+    if off:
+        m.notes.append(f"{len(off)} pulse(s) measured outside their site's cell (steps "
+                       f"{', '.join(map(str, off[:6]))}{'...' if len(off) > 6 else ''}) were "
+                       f"counted at the planned site")
+    est = MapEstimate(m, p.n_pulses, p.n_counted, dict(skipped or {}))
+    p._estimate_cache = (key, est)  # type: ignore[attr-defined]
+    return est
 
 
 def make_grid_mapping(grid: Any = "7x7@10", intensity_pct_mso: float = 50.0,

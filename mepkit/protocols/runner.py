@@ -381,6 +381,14 @@ class ClosedLoopRunner:
         c = self._channel_idx
         fired = dataclasses.replace(stim, intensity_pct_mso=float(pulse.intensity_pct_mso),
                                     hemisphere=pulse.hemisphere or stim.hemisphere)
+        spatial = math.isfinite(stim.x_mm) and math.isfinite(stim.y_mm)
+        if spatial and trial is not None and math.isfinite(trial.stim.x_mm) \
+                and math.isfinite(trial.stim.y_mm):
+            # where the coil actually was (marker or neuronavigation), not where it was asked
+            # to go: a spatial protocol learns from the measured position
+            ts = trial.stim
+            fired = dataclasses.replace(fired, x_mm=float(ts.x_mm), y_mm=float(ts.y_mm),
+                                        z_mm=float(ts.z_mm))
         t_emg = s.emg.to_emg_clock(float(pulse.time_s))
         if trial is None:
             amp, reason, idx, bg = math.nan, "", -1, math.nan
@@ -399,11 +407,14 @@ class ClosedLoopRunner:
             refused = f"the protocol refused this trial: {exc}"
             step = Step(len(self.protocol.steps), fired, amp, rejected, False, refused)
         prev = self.pulses[-2].time_s if len(self.pulses) >= 2 else math.nan
-        row = {**step.as_dict(), "note": refused or note or step.note,
+        row = {"protocol": self.result_name, **step.as_dict(),
+               "note": refused or note or step.note,
                "proposed_intensity_pct_mso": float(stim.intensity_pct_mso),
                "pulse_time_s": t_emg, "interval_s": float(pulse.time_s) - prev,
                "trial": idx, "channel": self._channel_name, "reject_reason": reason,
                "background_rms_uv": bg, **gate_info}
+        if spatial:
+            row["proposed_x_mm"], row["proposed_y_mm"] = float(stim.x_mm), float(stim.y_mm)
         row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in row.items()}
         self.steps.append(row)

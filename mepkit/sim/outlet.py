@@ -8,7 +8,15 @@
   plus an optional ``TRIG`` channel (``V``, 1 for 1 ms at each pulse);
 * a marker outlet (type ``Markers``, one string channel, irregular rate, name
   ``<name>-markers``, source_id ``<source_id>-markers``) with one JSON marker
-  per pulse (keys of :mod:`mepkit.markers`).
+  per pulse (keys of :mod:`mepkit.markers`);
+* with ``navigation=True``, a neuronavigation outlet (type ``Position``, name
+  ``<name>-coil``, source_id ``<source_id>-coil``, ``navigation_rate_hz``, double)
+  with channels ``x_mm y_mm z_mm qw qx qy qz``: where the stimulator last put the
+  coil (:meth:`SimulatedAmplifier.move_coil`, or a pulse fired at a new position)
+  plus hand jitter (an AR(1) wobble of ``navigation_jitter_mm`` SD per axis), the
+  pose an identity quaternion. :meth:`SimulatedAmplifier.pause_navigation` makes
+  the tracker lose the coil (no samples) and ``navigation_delay_s`` delays every
+  sample (time stamps stay exact), for the failure cases.
 
 Timing
 ------
@@ -85,6 +93,18 @@ class SimulatedAmplifier:
         Push each marker this long after its pulse sample (time stamps stay exact).
     seed : int
         Seed of the background EMG and of :meth:`auto_pulses`.
+    navigation : bool
+        Publish the neuronavigation stream of coil positions (module doc).
+    navigation_rate_hz : float
+        Its sampling rate (30 Hz, within the 10-60 Hz of optical trackers).
+    navigation_jitter_mm : float
+        SD per axis of the reported position around where the coil was put (0.5 mm).
+    navigation_delay_s : float
+        Push each position sample this long after its time stamp (a lagging tracker).
+    marker_positions : bool
+        Markers carry the coil position (``x_mm``, ``y_mm``); False: they do not, as
+        from a stimulator that does not know where the coil is (then positions come
+        from the navigation stream).
     start : bool
         Start publishing immediately (else call :meth:`start`).
 
@@ -108,6 +128,11 @@ class SimulatedAmplifier:
         chunk_ms: float = 1.0,
         marker_delay_s: float = 0.0,
         seed: int = 0,
+        navigation: bool = False,
+        navigation_rate_hz: float = 30.0,
+        navigation_jitter_mm: float = 0.5,
+        navigation_delay_s: float = 0.0,
+        marker_positions: bool = True,
         start: bool = True,
     ) -> None:
         self.subject = subject if subject is not None else VirtualSubject.from_preset("healthy", seed=seed)
@@ -144,6 +169,27 @@ class SimulatedAmplifier:
         self._ttl_n = max(1, int(round(_TTL_MS * self.sfreq_hz / 1000.0)))
         self._rng = np.random.default_rng([self.seed, 7])
 
+        self.navigation = bool(navigation)
+        self.navigation_rate_hz = float(navigation_rate_hz)
+        self.navigation_jitter_mm = float(navigation_jitter_mm)
+        self.navigation_delay_s = float(navigation_delay_s)
+        for nm, v in (("navigation_rate_hz", self.navigation_rate_hz),):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{nm} must be > 0, got {v!r}")
+        for nm, v in (("navigation_jitter_mm", self.navigation_jitter_mm),
+                      ("navigation_delay_s", self.navigation_delay_s)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{nm} must be >= 0, got {v!r}")
+        self.marker_positions = bool(marker_positions)
+        self.navigation_name = f"{self.name}-coil"
+        self.navigation_source_id = f"{self.source_id}-coil"
+        self._nav_outlet = None
+        self._nav_next = math.nan
+        self._nav_paused_until = -math.inf
+        self._nav_wobble = np.zeros(3)
+        self._nav_rng = np.random.default_rng([self.seed, 11])
+        self._coil: list[tuple[float, float, float, float]] = []  # (since_s, x, y, z)
+        self.navigation_samples = 0
         self._lock = threading.Lock()
         self._stop_evt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +240,23 @@ class SimulatedAmplifier:
             macq.append_child_value("model", "virtual stimulator")
             mdesc.append_child_value("emg_source_id", self.source_id)
             self._marker_outlet = pylsl.StreamOutlet(minfo)
+        if self.navigation:
+            ninfo = pylsl.StreamInfo(self.navigation_name, "Position", 7,
+                                     self.navigation_rate_hz, pylsl.cf_double64,
+                                     self.navigation_source_id)
+            nd = ninfo.desc()
+            nacq = nd.append_child("acquisition")
+            nacq.append_child_value("manufacturer", "mepkit")
+            nacq.append_child_value("model", "virtual neuronavigation")
+            nd.append_child_value("emg_source_id", self.source_id)
+            nch = nd.append_child("channels")
+            for label in ("x_mm", "y_mm", "z_mm", "qw", "qx", "qy", "qz"):
+                ch = nch.append_child("channel")
+                ch.append_child_value("label", label)
+                ch.append_child_value("unit", "mm" if label.endswith("_mm") else "")
+                ch.append_child_value("type", "Position" if label.endswith("_mm") else
+                                      "Orientation")
+            self._nav_outlet = pylsl.StreamOutlet(ninfo)
 
     def start(self) -> "SimulatedAmplifier":
         """Create the outlets and start publishing (``t0`` = now)."""
@@ -215,6 +278,7 @@ class SimulatedAmplifier:
 
         self._t0 = pylsl.local_clock()
         self._k0 = self._synth.position
+        self._nav_next = self._t0
         for p in self._pending:  # pulses not pushed before a restart
             p.time_s = self.time_of_sample(p.sample_index)
 
@@ -230,6 +294,7 @@ class SimulatedAmplifier:
             self._thread = None
         self._emg_outlet = None
         self._marker_outlet = None
+        self._nav_outlet = None
         self._check_error()
 
     close = stop
@@ -301,6 +366,65 @@ class SimulatedAmplifier:
             self.contractions.append(episode)
         return episode
 
+    # ------------------------------------------------------------ navigation
+    def move_coil(self, x_mm: float, y_mm: float, z_mm: float = 0.0) -> float:
+        """Put the coil at ``(x_mm, y_mm, z_mm)`` now; returns the LSL time of the move.
+
+        The navigation stream reports it (plus jitter) from its next sample on.
+        """
+        import pylsl
+
+        x, y, z = float(x_mm), float(y_mm), float(z_mm)
+        if not all(math.isfinite(v) for v in (x, y, z)):
+            raise ValueError(f"the coil position must be finite, got ({x_mm!r}, {y_mm!r}, "
+                             f"{z_mm!r})")
+        now = pylsl.local_clock()
+        with self._lock:
+            self._coil.append((now, x, y, z))
+            del self._coil[:-64]
+        return now
+
+    def pause_navigation(self, duration_s: float = math.inf) -> None:
+        """The tracker loses the coil: no position samples for ``duration_s`` (default: until
+        :meth:`resume_navigation`)."""
+        import pylsl
+
+        self._nav_paused_until = pylsl.local_clock() + float(duration_s)
+
+    def resume_navigation(self) -> None:
+        """Position samples flow again (from now; the pause is not back-filled)."""
+        self._nav_paused_until = -math.inf
+
+    def coil_position(self, time_s: float) -> tuple[float, float, float]:
+        """Where the coil was put at LSL time ``time_s`` (NaN before any move)."""
+        pos = (math.nan, math.nan, math.nan)
+        for since, x, y, z in self._coil:
+            if since <= time_s:
+                pos = (x, y, z)
+        return pos
+
+    def _push_navigation(self, now: float) -> None:
+        out = self._nav_outlet
+        if out is None:
+            return
+        period = 1.0 / self.navigation_rate_hz
+        # AR(1) hand wobble, correlation time ~0.5 s, stationary SD navigation_jitter_mm
+        a = math.exp(-period / 0.5)
+        sd = self.navigation_jitter_mm * math.sqrt(1.0 - a * a)
+        while self._nav_next <= now - self.navigation_delay_s:
+            t = self._nav_next
+            self._nav_next += period
+            self._nav_wobble = a * self._nav_wobble + sd * self._nav_rng.standard_normal(3)
+            if t < self._nav_paused_until:
+                continue
+            with self._lock:
+                x, y, z = self.coil_position(t)
+            if not math.isfinite(x):
+                continue  # no coil on the head yet
+            out.push_sample([x + self._nav_wobble[0], y + self._nav_wobble[1],
+                             z + self._nav_wobble[2], 1.0, 0.0, 0.0, 0.0], t)
+            self.navigation_samples += 1
+
     # ------------------------------------------------------------ pulses
     def fire(self, intensity_pct_mso: float, x_mm: float | None = None, y_mm: float | None = None,
              hemisphere: str = "left", *, at_s: float | None = None, **meta: Any) -> Pulse:
@@ -316,6 +440,17 @@ class SimulatedAmplifier:
         if hemisphere not in HEMISPHERES:
             raise ValueError(f"hemisphere must be one of {HEMISPHERES}, got {hemisphere!r}")
         self._check_error()
+        if self.navigation and x_mm is not None and y_mm is not None:
+            import pylsl
+
+            now = pylsl.local_clock()
+            with self._lock:
+                cx, cy, _ = self.coil_position(now)
+            if not (cx == float(x_mm) and cy == float(y_mm)):
+                # the coil goes there first; the pulse waits until the tracker has seen it
+                moved = self.move_coil(x_mm, y_mm)
+                settle = moved + 1.5 / self.navigation_rate_hz + self.navigation_delay_s
+                at_s = settle if at_s is None else max(float(at_s), settle)
         with self._lock:
             k = self._sample_at_locked(at_s)
             return self._fire_locked(k, intensity, x_mm, y_mm, hemisphere, meta)
@@ -350,7 +485,10 @@ class SimulatedAmplifier:
         self._synth.add_pulse(k, amp, lat, artifact=True)
         if self.ttl:
             self._ttl_on.append((k, k + self._ttl_n))
-        marker = make_marker(intensity, x_mm, y_mm, hemisphere, **meta)
+        if self.marker_positions:
+            marker = make_marker(intensity, x_mm, y_mm, hemisphere, **meta)
+        else:
+            marker = make_marker(intensity, None, None, hemisphere, **meta)
         truth = {"channels": list(self.emg_channels), "amplitude_uv": amp, "latency_ms": lat,
                  "expected_amplitude_uv": med, "p_mep": pm, "subject_trial": r.trial,
                  "coil_x_mm": r.x_mm, "coil_y_mm": r.y_mm, "activation": r.activation}
@@ -515,6 +653,8 @@ class SimulatedAmplifier:
                         to_push.append(self._pending.pop(0))
                 for p in to_push:
                     mk_out.push_sample([p.marker], p.time_s)
+            if self._nav_outlet is not None:
+                self._push_navigation(clock())
             # sleep until the next chunk is due
             wake = t0 + (self._pushed + chunk - 1 - k0) / fs
             wait = wake - clock()

@@ -225,7 +225,9 @@ class ManualStimulator(Stimulator):
     def fire(self, intensity_pct_mso: float, x_mm: float | None = None,
              y_mm: float | None = None, hemisphere: str = "left", **meta: Any) -> Pulse:
         requested = _check_intensity(intensity_pct_mso)
-        where = "" if x_mm is None and y_mm is None else f" at x={x_mm} mm, y={y_mm} mm"
+        fmt = lambda v: "?" if v is None else f"{float(v):.1f}"  # noqa: E731
+        where = ("" if x_mm is None and y_mm is None else
+                 f", coil at x={fmt(x_mm)} mm, y={fmt(y_mm)} mm")
         extra = "".join(f", {k}={v}" for k, v in meta.items())
         out = self._out if self._out is not None else sys.stderr
         while True:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -281,13 +282,12 @@ def test_cli_ttl_channel_and_marker_filter(tmp_path):
 
 
 def test_sample_data_is_made_by_the_script(tmp_path):
-    from conftest import SAMPLE_XDF
-
+    sample_xdf = Path(__file__).resolve().parents[2] / "sample_data" / "sample_session.xdf"
     out = tmp_path / "again.xdf"
     make_sample_session(out, truth_csv=tmp_path / "again_truth.csv")
-    assert out.read_bytes() == SAMPLE_XDF.read_bytes()
+    assert out.read_bytes() == sample_xdf.read_bytes()
     assert (tmp_path / "again_truth.csv").read_text() == \
-        SAMPLE_XDF.with_name("sample_session_truth.csv").read_text()
+        sample_xdf.with_name("sample_session_truth.csv").read_text()
 
 
 def test_bad_markers_in_a_file_warn_and_are_measured(tmp_path, caplog):

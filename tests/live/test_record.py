@@ -184,16 +184,6 @@ def test_record_errors_are_one_line(tmp_path):
         stop_process(outlet)
 
 
-def test_demo_quick(tmp_path):
-    out = tmp_path / "demo.h5"
-    res = subprocess.run([sys.executable, "-m", "mepkit_cli.main", "demo", "--quick", "-o",
-                          str(out)], capture_output=True, text=True, timeout=50, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"the record is {out}" in res.stdout
-    with open_record(out) as r:
-        assert r.closed_cleanly and r.trials["trial"].nunique() >= 5
-
-
 def test_record_virtual_subject_matches_ground_truth(tmp_path):
     """The simulator's SimulatedAmplifier (in this process) recorded by ``mepkit record``."""
     from mepkit.sim import outlet as sim
