@@ -16,6 +16,11 @@ Usage::
     python benchmarks/latency.py            # >= 500 pulses per configuration (~3 min)
     python benchmarks/latency.py --quick    # 60 pulses each
     python benchmarks/latency.py --pulses 1000 --config 16x5000
+    python benchmarks/latency.py --view     # with the live view open in headless chromium
+
+With ``--view``, ``mepkit record`` also serves its live page (``--view``) and a headless
+chromium (Debian's ``chromium``) keeps the page open, polling it as an operator's tab would,
+for the whole run; the table then says how many requests the view served.
 """
 
 from __future__ import annotations
@@ -77,6 +82,11 @@ def run_outlet(a: argparse.Namespace) -> int:
             return 1
         time.sleep(0.01)
     time.sleep(1.5)  # all inlets subscribed, mepkit warmed up
+    while not os.path.exists(a.go_file):  # the driver says go (with --view: the page is open)
+        if time.monotonic() > deadline + 120:
+            print("no go", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
     rng = np.random.default_rng(a.seed)
     synth = EmgSynth(fs, nch, seed=a.seed)
     last_needed = _last_needed(fs)
@@ -156,25 +166,87 @@ def _percentiles(x: np.ndarray) -> list[str]:
     return [f"{p50:.2f}", f"{p95:.2f}", f"{p99:.2f}", f"{x.max():.2f}"]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _open_browser(url: str, tmp: Path, timeout_s: float = 60.0) -> subprocess.Popen:
+    """Headless chromium showing ``url`` (once mepkit serves it), left open."""
+    import shutil
+    import urllib.request
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        raise RuntimeError("--view needs Debian's chromium (apt-get install chromium)")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the live view at {url} did not answer") from None
+            time.sleep(0.2)
+    profile = tmp / f"chromium-{uuid.uuid4().hex[:6]}"
+    return subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--no-first-run",
+                             "--disable-extensions", "--disable-background-networking",
+                             "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             "--window-size=1400,1500", url],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait_for_page(port: int, n_requests: int = 5, timeout_s: float = 90.0) -> None:
+    """Until the page polls the view steadily (``n_requests`` served), then one second."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state?since=0",
+                                    timeout=5) as r:
+            served = json.load(r)["status"].get("view_requests", 0)
+        if served >= n_requests + 1:  # + this request
+            time.sleep(1.0)
+            return
+        time.sleep(0.25)
+    raise RuntimeError("the browser did not poll the live view")
+
+
 def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float],
-               tmp: Path) -> dict:
+               tmp: Path, view: bool = False) -> dict:
     py = sys.executable
     sid = f"bench-{uuid.uuid4().hex[:10]}"
     out_log, floor_log, rec = tmp / f"{sid}-out.json", tmp / f"{sid}-floor.npz", tmp / f"{sid}.h5"
+    go = tmp / f"{sid}.go"
+    if not view:
+        go.touch()
     me = [py, str(Path(__file__).resolve())]
     env = dict(os.environ)
     quiet = {"stderr": subprocess.DEVNULL}
     outlet = subprocess.Popen(me + ["_outlet", "--source-id", sid, "--channels", str(channels),
                                     "--srate", str(srate), "--pulses", str(pulses),
-                                    "--isi", str(isi[0]), str(isi[1]), "--log", str(out_log)],
+                                    "--isi", str(isi[0]), str(isi[1]), "--log", str(out_log),
+                                    "--go-file", str(go)],
                               stdout=subprocess.PIPE, text=True, env=env, **quiet)
     floor = subprocess.Popen(me + ["_floor", "--source-id", sid, "--log", str(floor_log)],
                              env=env, **quiet)
+    port = _free_port() if view else 0
+    view_args = ["--view", "--view-port", str(port)] if view else []
     mep = subprocess.Popen([py, "-m", "mepkit_cli.main", "record", "--source-id", sid,
                             "--marker-source-id", sid + "-m", "-o", str(rec), "--quiet",
-                            "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=env)
+                            "--overwrite", *view_args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    browser = None
     try:
+        if view:
+            browser = _open_browser(f"http://127.0.0.1:{port}/", tmp)
+            _wait_for_page(port)  # an operator opens the page before stimulating
+            go.touch()
         line = outlet.stdout.readline()  # "done" when every pulse was pushed
         if line.strip() != "done":
             raise RuntimeError(f"outlet failed (exit {outlet.poll()})")
@@ -184,8 +256,8 @@ def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float
         m_out, m_err = mep.communicate(timeout=60)
         floor.wait(timeout=30)
     finally:
-        for p in (outlet, floor, mep):
-            if p.poll() is None:
+        for p in (outlet, floor, mep, browser):
+            if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
     if mep.returncode != 0:
@@ -194,6 +266,10 @@ def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float
     for ln in m_out.splitlines():
         if ln.startswith("cpu load"):
             cpu = float(ln.split()[2])
+    view_requests = None
+    for ln in m_err.splitlines():
+        if ln.startswith("live view:") and "requests served" in ln:
+            view_requests = int(ln.split(",")[1].split()[0])
     log = json.load(open(out_log, encoding="utf-8"))
     from mepkit.records import open_record
 
@@ -232,7 +308,8 @@ def run_config(channels: int, srate: float, pulses: int, isi: tuple[float, float
     if early:
         print(f"  {len(early)} pulse(s) before mepkit was measuring (start-up) left out")
     return {"config": f"{channels} ch x {srate / 1000:g} kHz", "pulses": len(log),
-            "missed": missed, "cpu_pct": cpu, "latency_ms": np.asarray(lat) * 1e3,
+            "missed": missed, "cpu_pct": cpu, "view_requests": view_requests,
+            "latency_ms": np.asarray(lat) * 1e3,
             "floor_ms": np.asarray(floor_lat) * 1e3}
 
 
@@ -246,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--pulses", type=int, required=True)
     o.add_argument("--isi", type=float, nargs=2, required=True)
     o.add_argument("--log", required=True)
+    o.add_argument("--go-file", required=True)
     o.add_argument("--seed", type=int, default=3)
     f = sub.add_parser("_floor")
     f.add_argument("--source-id", required=True)
@@ -253,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pulses", type=int, default=500, help="pulses per configuration")
     ap.add_argument("--quick", action="store_true", help="60 pulses per configuration")
     ap.add_argument("--isi", type=float, nargs=2, default=(0.15, 0.21), metavar=("MIN", "MAX"))
+    ap.add_argument("--view", action="store_true",
+                    help="mepkit record serves its live view, open in headless chromium")
     ap.add_argument("--config", action="append", metavar="CHxHZ",
                     help="channels x rate, e.g. 16x5000 (default: 16x5000 and 64x20000)")
     a = ap.parse_args(argv)
@@ -268,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             ch, hz = c.lower().split("x")
             print(f"running {ch} channels x {float(hz) / 1000:g} kHz, {pulses} pulses ...",
                   file=sys.stderr, flush=True)
-            results.append(run_config(int(ch), float(hz), pulses, tuple(a.isi), Path(tmp)))
+            results.append(run_config(int(ch), float(hz), pulses, tuple(a.isi), Path(tmp),
+                                      view=a.view))
     sys.path.insert(0, str(HERE))
     from _util import print_table
 
@@ -276,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for r in results:
         lat, fl = r["latency_ms"], r["floor_ms"]
-        rows.append([r["config"], "mepkit record", r["pulses"], r["missed"], *_percentiles(lat),
+        who = "mepkit record" if r["view_requests"] is None else (
+            f"mepkit record + view ({r['view_requests']} requests)")
+        rows.append([r["config"], who, r["pulses"], r["missed"], *_percentiles(lat),
                      f"{r['cpu_pct']:.1f}"])
         rows.append([r["config"], "bare pylsl inlet", r["pulses"], r["pulses"] - fl.size,
                      *_percentiles(fl), "-"])

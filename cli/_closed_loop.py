@@ -9,7 +9,7 @@ import sys
 import uuid
 from typing import Any, Callable
 
-from mepkit_cli._common import add_param_options, params_from_args
+from mepkit_cli._common import add_param_options, add_view_options, params_from_args, start_view
 
 MUSCLES = ("FDI", "APB", "ADM")
 
@@ -66,6 +66,7 @@ def add_closed_loop_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pulses", type=int, metavar="N", help="stop after N pulses")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the interval jitter and of the virtual subject (default 0)")
+    add_view_options(p)
     add_param_options(p)
 
 
@@ -229,6 +230,15 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             amp.stop()
         raise UserError(str(exc)) from None
 
+    try:  # the page's port is taken before anything is measured
+        view = start_view(args, session, protocol=protocol,
+                          channels=[channel] if channel else None,
+                          title=f"mepkit {command}: {protocol.name}")
+    except MepkitError:
+        if amp is not None:
+            amp.stop()
+        raise
+
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
@@ -244,6 +254,8 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
             raise UserError(f"--channel {channel!r} is not in the EMG stream; its channels are "
                             f"{', '.join(session.channels)}")
         channel = channel or session.channels[0]
+        if view is not None:
+            view.channels = [channel]  # before the first pulse
         if args.stimulator == "simulated":
             from mepkit.sim.stimulator import SimulatedStimulator
 
@@ -263,6 +275,8 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
         t0 = session.now_s()
 
         def on_step(row: dict[str, Any], proto: Any) -> None:
+            if view is not None:
+                view.update_protocol(proto)  # the estimate, computed in this thread
             amp_uv = row["amplitude_uv"]
             amp_txt = "-" if amp_uv is None else f"{amp_uv:.0f} µV"
             flag = ("rejected: " + (row["reject_reason"] or row["note"])) if not row["counted"] \
@@ -302,6 +316,8 @@ def run_closed_loop(args: argparse.Namespace, make_protocol: Callable[[Any], Any
         raise
     finally:
         session.stop()
+        if view is not None:
+            view.stop()
         if stimulator is not None:
             stimulator.close()
         if amp is not None:

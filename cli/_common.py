@@ -97,3 +97,35 @@ def add_trigger_options(p: argparse.ArgumentParser) -> None:
                    help="only markers matching REGEX are pulses")
     g.add_argument("--unit", metavar="UNIT", help="unit of the EMG samples (V, mV, uV): "
                    "overrides the stream metadata")
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """``--view``, ``--view-port``, ``--view-host``: the live page of the session."""
+    from mepkit.view import DEFAULT_HOST, DEFAULT_PORT  # light: no numpy work at import
+
+    g = p.add_argument_group("live view (docs/live.md)")
+    g.add_argument("--view", action="store_true",
+                   help="serve a live page of the session (traces, amplitudes, estimate, map)")
+    g.add_argument("--view-port", type=int, default=DEFAULT_PORT, metavar="N",
+                   help=f"port of the live page (default {DEFAULT_PORT}; 0 picks a free one)")
+    g.add_argument("--view-host", default=DEFAULT_HOST, metavar="ADDR",
+                   help=f"address to serve on (default {DEFAULT_HOST}: this machine only; "
+                        f"0.0.0.0 makes it reachable from the network)")
+
+
+def start_view(args: argparse.Namespace, session, *, protocol=None, channels=None,
+               title: str = "mepkit live"):
+    """Start the live view when ``--view`` was given (before the session starts), else None.
+
+    A port in use raises `UsageError` (one line) before anything is measured.
+    """
+    import sys
+
+    if not getattr(args, "view", False):
+        return None
+    from mepkit.view import LiveView
+
+    view = LiveView(session, protocol=protocol, channels=channels, host=args.view_host,
+                    port=args.view_port, title=title).start()
+    print(f"live view: {view.url}", file=sys.stderr, flush=True)
+    return view

@@ -8,8 +8,8 @@ import os
 import sys
 import time
 
-from mepkit_cli._common import (add_param_options, add_trigger_options, mains_line,
-                                params_from_args)
+from mepkit_cli._common import (add_param_options, add_trigger_options, add_view_options,
+                                mains_line, params_from_args, start_view)
 
 #: Seconds between status lines when stderr is not a terminal.
 STATUS_EVERY_S = 5.0
@@ -40,6 +40,7 @@ def add_parser(sub) -> None:
 
     add_position_options(p)
     add_trigger_options(p)
+    add_view_options(p)
     add_param_options(p)
     p.set_defaults(func=run)
 
@@ -142,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             resolve_timeout_s=args.resolve_timeout, **position_opts)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    # the page's port is taken before anything is measured: a port in use is a clean error
+    view = start_view(args, session, title=f"mepkit record: {os.path.basename(args.output)}")
 
     class _Stop(Exception):
         pass
@@ -218,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         session.stop()
+        if view is not None:
+            view.stop()
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if tty:
@@ -225,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         print("mepkit record: stopped; record closed", file=sys.stderr)
     _summary(session, time.monotonic() - wall0, time.process_time() - cpu0)
+    if view is not None:
+        print(f"live view: {view.n_trials} trials shown, {view.n_requests} requests served",
+              file=sys.stderr, flush=True)
     if session.error is not None:
         from mepkit.live import one_line
 

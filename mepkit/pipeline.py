@@ -508,6 +508,26 @@ class Pipeline:
         """Index the next trial will get."""
         return self._next_index
 
+    def copy_epoch(self, time_s: float, channels: np.ndarray, pre_ms: float, post_ms: float
+                   ) -> tuple[float, np.ndarray] | None:
+        """A copy of the raw samples (µV) around ``time_s`` still in the ring buffer.
+
+        For displays (the live view): no filtering, a few microseconds. ``channels`` are
+        indices into `channels`. Returns ``(t0_ms, samples[n, len(channels)])`` with
+        ``t0_ms`` the first sample's time relative to ``time_s``, or None when the
+        stimulus or the pre-roll is not (or no longer) in the buffer. The epoch ends
+        early when its last samples have not arrived yet.
+        """
+        data, ts, held = self._view()
+        if held == 0:
+            return None
+        s0 = int(np.searchsorted(ts, time_s, side="left"))
+        lo = s0 - int(math.ceil(pre_ms / self.dt_ms))
+        hi = min(held, s0 + int(math.floor(post_ms / self.dt_ms)) + 1)
+        if lo < 0 or s0 >= held:
+            return None
+        return (float(ts[lo]) - time_s) * 1000.0, data[lo:hi, channels]
+
     # ------------------------------------------------------------------ internals
     def _detect_ttl(self, trig: np.ndarray, ts: np.ndarray) -> None:
         n = self._k.ttl_rising_edges(trig, self.params.ttl_threshold, self._refractory,
