@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mepkit_cli._common import add_view_options, start_view
+
 __all__ = ["DemoSetting", "SETTINGS", "add_parser", "run", "write_report"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,7 @@ def add_parser(sub) -> None:
     p.add_argument("--report", metavar="FILE.html",
                    help="the report (default: the record's name with .html)")
     p.add_argument("--no-report", action="store_true", help="write no report")
+    add_view_options(p)
     p.add_argument("--offline", action="store_true",
                    help="skip LSL: analyse the sample recording instead")
     p.set_defaults(func=run)
@@ -236,6 +239,7 @@ class _Demo:
         self.steps: dict[str, list[dict[str, Any]]] = {}
         self.timing_s: dict[str, float] = {}
         self.n_phase = 0
+        self.view: Any = None  # the live page (--view), shown the protocol that runs
         self.total_phases = 4 * len(HEMISPHERES) + 1
 
     def phase(self, title: str) -> None:
@@ -266,6 +270,8 @@ class _Demo:
             print(f"  {what} {hemisphere} hemisphere: pulse {row['step'] + 1}/"
                   f"{_planned(kind, proto)}, {row['intensity_pct_mso']:.0f} %MSO{where}, "
                   f"{channel} {amp_txt}{flag} | {_estimate_text(kind, proto)}", flush=True)
+            if self.view is not None:
+                self.view.update_protocol(proto)  # the estimate, computed in this thread
 
         match_s = min(rn.MATCH_WINDOW_S, self.interval_s / 2)
         try:
@@ -276,6 +282,9 @@ class _Demo:
                 on_step=on_step)
         except ValueError as exc:
             raise MepkitError(f"{name}: {exc}") from None
+        if self.view is not None:
+            self.view.channels = [channel]
+            self.view.update_protocol(protocol)
         result = runner.run()
         self.timing_s[name] = time.monotonic() - t0
         self.results[name] = result
@@ -594,6 +603,9 @@ def run(args: argparse.Namespace) -> int:
             session={"identifier": "demo", "setting": setting.name,
                      "protocol": "demo: hotspot, RMT, recruitment, map per hemisphere; "
                                  "hemispheric excitability"})
+        demo.view = start_view(args, session, channels=[channel_label(h, "FDI")
+                                                        for h in HEMISPHERES],
+                               title="mepkit demo")
         session.start()
         try:
             coil = _Coil(SimulatedStimulator(amp))
@@ -606,6 +618,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{out}", file=sys.stderr)
             return 130
         finally:
+            if demo.view is not None:
+                demo.view.stop()
             session.stop()
             if session.error is not None:
                 from mepkit.live import one_line
@@ -615,6 +629,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     finally:
+        if demo.view is not None:  # also when the session never started
+            demo.view.stop()
         if coil is not None:
             coil.close()
         amp.stop()
