@@ -44,6 +44,9 @@ bench: kernels
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/mapping.py
 	$(PY) benchmarks/thresholds.py
+	$(PY) benchmarks/onsets.py
+	$(PY) benchmarks/clocks.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
