@@ -25,7 +25,7 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
     marker stream, the parameters and the trial table (as ``mepkit analyze`` gives) are
     stored. Returns a small summary dict.
     """
-    from mepkit.analyze import analyze_recording
+    from mepkit.analyze import analyze_recording, recording_clock
     from mepkit.batch import AnalyzeOptions, load_recording
     from mepkit.records import RecordWriter
 
@@ -33,7 +33,8 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
     params = params if params is not None else Params()
     xdf_path = os.fspath(xdf_path)
     rec = load_recording(xdf_path, options)
-    frame = analyze_recording(rec, params, trigger_channel=options.trigger_channel,
+    clock = recording_clock(rec, params)
+    frame = analyze_recording(rec, params, clock=clock, trigger_channel=options.trigger_channel,
                               artifact_triggers=options.artifact_triggers,
                               marker_filter=options.marker_filter, unit=options.unit,
                               file=os.fspath(record_path))
@@ -61,6 +62,9 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
         step = max(1, int(chunk_s * rec.sfreq_hz))
         for a in range(0, len(rec.timestamps), step):
             w.append_samples(name, np.asarray(rec.data[a:a + step]), rec.timestamps[a:a + step])
+        # the clock fitted over the whole stream: the record's reanalysis times its
+        # samples as this conversion did
+        w.append_clock(name, clock.rows)
         if len(rec.marker_times):
             w.append_markers(rec.marker_times, rec.marker_values)
         if len(frame):

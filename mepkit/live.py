@@ -241,7 +241,15 @@ class LiveSession:
         self._rec_markers: list[tuple[float, str]] = []
         self._rec_trials: list[Any] = []
         self._rec_events: list[tuple[float, str, Any]] = []
+        self._rec_clock: list[np.ndarray] = []
+        #: Stream index at which the EMG stream came back after an outage, until the gap
+        #: it left is found (-1: none pending).
+        self._back_at = -1
         self._last_flush = self._last_full_gc = 0.0
+
+    @property
+    def _clock(self):
+        return self.pipeline.clock if self.pipeline is not None else None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
@@ -262,7 +270,7 @@ class LiveSession:
         self._stop.clear()
         self._last_flush = self._last_full_gc = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="mepkit-live", daemon=True)
-        self.started_local_s = self._clock()
+        self.started_local_s = self._local_clock()
         _GcHold.acquire()  # released by the thread when it ends
         try:
             self._thread.start()
@@ -352,8 +360,8 @@ class LiveSession:
         return LiveStatus(
             running=self.running,
             samples=emg.n_samples if emg else 0,
-            drops=emg.n_dropped if emg else 0,
-            gaps=emg.n_gaps if emg else 0,
+            drops=self._clock.n_missing if self._clock is not None else 0,
+            gaps=self._clock.n_gaps if self._clock is not None else 0,
             outages=emg.n_outages if emg else 0,
             lag_s=emg.lag_s() if emg else math.nan,
             markers=self._n_markers, trials=n_tr, detected=n_det, rejected=n_rej,
@@ -373,7 +381,7 @@ class LiveSession:
 
     # ------------------------------------------------------------------ opening
     @staticmethod
-    def _clock() -> float:
+    def _local_clock() -> float:
         import pylsl
 
         return pylsl.local_clock()
@@ -442,7 +450,7 @@ class LiveSession:
                 self.params, sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
                 scale_to_uv=scales, trigger_channel=trig_idx,
                 artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                buffer_s=self.buffer_s)
+                buffer_s=self.buffer_s, stream_name=meta.name)
         except ValueError as exc:
             raise StreamFormatError(f"stream {meta.name!r}: {exc}") from None
         # the Pipeline has loaded its kernels in its constructor: the first pulse is not late
@@ -495,7 +503,7 @@ class LiveSession:
                 self._close_resources()
             finally:
                 _GcHold.release()
-                self.stopped_local_s = self._clock()
+                self.stopped_local_s = self._local_clock()
                 self._queue.put(_END)
 
     def _loop(self) -> None:
@@ -515,32 +523,54 @@ class LiveSession:
                 mk.refresh_time_correction(now=now)
                 check = self._take_markers() > 0
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
-            data, ts, gaps = emg.pull(0.0 if check else poll, now)
+            data, ts, back = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
-                self._take_samples(data, ts, gaps)
+                self._take_samples(data, ts, back)
             elif check:
                 trials = pipe.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
             self._housekeeping()
         # stopped: drain what already arrived, then finish
-        data, ts, gaps = emg.pull()
+        data, ts, back = emg.pull()
         if mk is not None:
             self._take_markers()
         if ts.shape[0]:
-            self._take_samples(data, ts, gaps)
+            self._take_samples(data, ts, back)
 
-    def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
-        """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
+    def _take_samples(self, data: np.ndarray, ts: np.ndarray, back: bool) -> None:
+        """Samples pulled: measure what completed, deliver, keep them and what the clock
+        found (gaps, resets, its mapping) for the record."""
         import pylsl
 
-        if gaps:
-            self._on_gaps(gaps)
-        trials = self.pipeline.push(data, ts)
+        pipe = self.pipeline
+        if back:
+            self._back_at = pipe.clock.n_samples
+        trials = pipe.push(data, ts)
         if trials:  # deliver first: the copy for the record can wait
             self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
+        self._take_clock()
+
+    def _take_clock(self) -> None:
+        clock = self.pipeline.clock
+        gaps = clock.take_gaps()
+        if self._back_at >= 0:
+            if gaps:
+                gaps[0].outage = True
+                self._back_at = -1
+            elif clock.settled > self._back_at + 2 * clock.P[clock._k.P_MAXPUSH]:
+                self._back_at = -1  # it came back without a gap
+        if gaps:
+            self._on_gaps(gaps)
+        for r in clock.take_resets():
+            if self.writer is not None:
+                self._rec_events.append((r.stamp_s, "clock_reset", {
+                    "index": r.index, "jump_s": r.jump_s}))
+        rows = clock.take_rows()
+        if self.writer is not None and len(rows):
+            self._rec_clock.append(rows)
 
     def _take_markers(self) -> int:
         """Pull the markers that arrived, map them onto the EMG clock, hand them over."""
@@ -559,8 +589,8 @@ class LiveSession:
             kind = "outage" if (g.outage or g.duration_s >= OUTAGE_MIN_S) else "gap"
             detail = g.as_dict()
             if kind == "gap":
-                logger.warning("EMG gap of %.1f ms at %.3f s (%d samples missing)",
-                               g.duration_s * 1e3, g.start_s, g.n_missing)
+                logger.warning("EMG gap of %.1f ms at %.3f s (%d samples missing before sample "
+                               "%d)", g.duration_s * 1e3, g.start_s, g.n_missing, g.index)
             else:
                 logger.warning("EMG outage from %.3f to %.3f s (%d samples missing); "
                                "trials in it are rejected (gap)", g.start_s, g.end_s, g.n_missing)
@@ -619,6 +649,11 @@ class LiveSession:
                 t = np.concatenate([r[1] for r in self._raw])
             self._raw = []
             w.append_samples(self._emg_record_name, x, t)
+        if self._rec_clock:
+            rows = np.concatenate(self._rec_clock) if len(self._rec_clock) > 1 \
+                else self._rec_clock[0]
+            self._rec_clock = []
+            w.append_clock(self._emg_record_name, rows)
         if self._rec_markers:
             times, values = zip(*self._rec_markers)
             self._rec_markers = []
@@ -637,12 +672,15 @@ class LiveSession:
         if pipe is not None:
             left = pipe.finish()
             if left:
-                self._deliver(left, self.emg.to_emg_clock(self._clock()))
+                self._deliver(left, self.emg.to_emg_clock(self._local_clock()))
+            self._take_clock()
         if self.writer is not None and not self.writer.closed:
             if self.emg is not None:
-                self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
-                    "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
-                    "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
+                clock = self.pipeline.clock
+                self._rec_events.append((self.emg.to_emg_clock(self._local_clock()), "stop", {
+                    "samples": self.emg.n_samples, "drops": clock.n_missing,
+                    "gaps": clock.n_gaps, "outages": self.emg.n_outages,
+                    "clock_resets": clock.n_resets,
                     "error": None if self.error is None else str(self.error)}))
             self._write_pending()
             self.writer.close()

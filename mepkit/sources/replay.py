@@ -64,7 +64,7 @@ def recording_from_record(path: str | os.PathLike, *, emg_stream: str | None = N
                     "nominal_srate": stream.nominal_srate_hz,
                     "channel_count": stream.n_channels, "n_samples": stream.n_samples},
         marker_stream={"name": rec.marker_stream} if len(times) else None,
-        warnings=warnings, params=rec.params, source=rec,
+        warnings=warnings, params=rec.params, source=rec, clock_rows=stream.clock_rows,
     )
     return out
 

@@ -1,8 +1,9 @@
 """Reading LabRecorder XDF files (pyxdf) into a :class:`Recording`.
 
 Clocks are synchronised (pyxdf's ClockOffset handling, with clock-reset
-detection); timestamps are *not* dejittered, so that gaps stay visible to the
-pipeline. A file cut off mid-way (the recorder crashed) is read up to the last
+detection); timestamps are *not* dejittered: the raw stamps are kept, and the EMG
+stream's clock is fitted by `mepkit.sources.clock.fit_clock` (which finds gaps within
+the wobble of stamps made on push, where pyxdf's dejittering would smear them). A file cut off mid-way (the recorder crashed) is read up to the last
 complete chunk, with a warning.
 """
 
@@ -44,6 +45,9 @@ class Recording:
     params: Any = None
     #: An open file object the data are read from lazily (mepkit records), else None.
     source: Any = None
+    #: The clock mapping stored with the recording (mepkit records made live), rows of
+    #: (sample_index, time_s, rate_hz, timeline); None: fit it from the raw stamps.
+    clock_rows: Any = None
 
     @property
     def duration_s(self) -> float:
