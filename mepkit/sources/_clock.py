@@ -94,7 +94,8 @@ HASGROUP = 34
 ADOPTED = 35   # 1: the reference rate is the measured one (the nominal is far off)
 RUN_FLOOR_K = 36  # last sample of the group that last lowered the run's floor (by > slack)
 WFAIL = 37     # warm-ups in a row whose stamps made no sense
-N_I = 38
+FREE_OK = 38   # free mode: stamps in a row one nominal period (within the tolerance) apart
+N_I = 39
 
 MODE_WARM = 0
 MODE_RUN = 1
@@ -252,6 +253,7 @@ def _go_free(P, S, I, rows, events, k, rate, reason):
     """Stamps unusable: run on at the reference rate from the mapping in effect."""
     t = _mapped(S, I, k)
     I[MODE] = MODE_FREE
+    I[FREE_OK] = 0
     I[INRUN] = 0
     I[ROW_K] = k
     S[ROW_T] = t
@@ -510,24 +512,33 @@ def clock_update(ts, out, P, S, I, bx, by, rows, events):
                 _end_warmup(P, S, I, bx, by, rows, events, k)
             continue
         if mode == MODE_FREE:
-            # stamps given up on, but a jump of seconds is unmistakable: a clock reset
-            # (a new timeline, fitted anew) or an outlet restart (a gap, then fitted anew)
-            d = s - _mapped(S, I, k)
-            if d < -P[P_RESET]:
-                _emit_event(I, events, EV_RESET, k, d, s, 0.0)
+            # stamps given up on; but after a stretch of stamps one period apart, a jump of
+            # seconds is unmistakable: a clock reset (a new timeline, fitted anew) or an
+            # outlet restart (a gap, then fitted anew)
+            step = s - S[PREV] - 1.0 / fs
+            honour = I[FREE_OK] >= warm and abs(step) > P[P_RESET]
+            if abs(step) <= tol:
+                I[FREE_OK] += 1
+            else:
+                I[FREE_OK] = 0
+            S[PREV] = s
+            if honour and step < 0.0:
+                _emit_event(I, events, EV_RESET, k, step, s, 0.0)
                 I[NRESETS] += 1
                 I[RESET] = 1
+                I[FREE_OK] = 0
                 I[SETTLED] = k
                 return i
-            if d <= P[P_RESET]:
+            if not honour:
                 out[i] = _mapped(S, I, k)
                 I[SETTLED] = k + 1
                 I[K] = k + 1
                 continue
-            n_missing = int(round(d * S[FREF]))
+            n_missing = int(round(step * S[FREF]))
             _emit_event(I, events, EV_GAP, k, _mapped(S, I, k - 1), s, n_missing)
             I[NGAPS] += 1
             I[NMISS] += n_missing
+            I[FREE_OK] = 0
             _start_piece(P, S, I, k, s, False)
             mode = I[MODE]
         x = k - I[REF_K]

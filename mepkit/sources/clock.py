@@ -499,7 +499,8 @@ def _fit_piece(ts: np.ndarray, a: int, b: int, fs: float, block: int, rate_hint:
             dk = np.diff(knots)
             dt = dk / fs + np.diff(v)
             T = s0 + knots[:-1] / fs + v[:-1]
-            R = dk / dt
+            with np.errstate(divide="ignore", invalid="ignore"):
+                R = dk / dt
             if np.all(R > 0) and np.all(np.isfinite(R)):
                 return np.column_stack([K, T, R, np.full(len(K), timeline)])
     # too short for a fit: the given rate, under every stamp
