@@ -178,6 +178,7 @@ class SimulatedAmplifier:
             raise ValueError(f"stall_ms must be (MIN, MAX) with 0 <= MIN <= MAX, got {stall_ms!r}")
         self.stall_ms = (lo, hi)
         self.n_stalls = 0
+        self._drops: list[tuple[int, int]] = []
         self._stall_rng = np.random.default_rng([int(seed), 11])
         self.seed = int(seed)
         self._synth = self.subject.make_emg_synth(self.sfreq_hz, len(labels), seed=self.seed)
@@ -407,6 +408,13 @@ class SimulatedAmplifier:
             self._pending.sort(key=lambda p: p.sample_index)
         return pulse
 
+    def drop_samples(self, start: int, n: int) -> None:
+        """Lose samples ``start .. start + n - 1`` between the amplifier and the app: they
+        are never pushed (the app goes on with the next ones), as when a USB or radio link
+        drops packets. Their ground truth is kept."""
+        with self._lock:
+            self._drops.append((int(start), int(start) + int(n)))
+
     def wait_pushed(self, pulse: Pulse, timeout: float = 1.0) -> bool:
         """Wait until the pulse's sample (and marker, unless delayed) has been pushed."""
         deadline = time.monotonic() + timeout
@@ -554,15 +562,22 @@ class SimulatedAmplifier:
                             if lo < hi:
                                 out[lo - pos:hi - pos, n_emg] = 1.0
                         self._ttl_on = [(a, b) for a, b in self._ttl_on if b > pos + n]
-                if ideal:
-                    if per_sample:
-                        emg_out.push_chunk(out, [t0 + (k - k0) / fs for k in range(pos, pos + n)])
+                kept = np.arange(pos, pos + n)
+                if self._drops:
+                    lost = np.zeros(n, dtype=bool)
+                    for a, b in self._drops:
+                        lost |= (kept >= a) & (kept < b)
+                    if lost.any():
+                        out, kept = out[~lost], kept[~lost]
+                if ideal and len(kept):
+                    if per_sample or len(kept) < n:
+                        emg_out.push_chunk(out, [t0 + (k - k0) / fs for k in kept.tolist()])
                     else:
                         emg_out.push_chunk(out, t0 + (pos + n - 1 - k0) / fs)
-                else:
+                elif len(kept):
                     # as amplifier apps do: one push per chunk, no stamp (liblsl stamps it now)
-                    for a in range(0, n, chunk):
-                        emg_out.push_chunk(out[a:min(n, a + chunk)])
+                    for a in range(0, len(kept), chunk):
+                        emg_out.push_chunk(out[a:min(len(kept), a + chunk)])
                 self._lags[self._n_lags % _N_LAG] = clock() - (t0 + (pos + n - 1 - k0) / fs)
                 self._n_lags += 1
                 self._pushed = pos + n

@@ -60,7 +60,8 @@ BMIN_X = 12
 Q = 13         # share of push groups within the tolerance of the fitted line
 WMIN = 14      # smallest residual of the warm-up
 GX = 15        # x of the last sample of the current group
-N_S = 16
+RUN_FREF = 16  # the run's floor when it last dropped by more than the slack
+N_S = 17
 
 # ---------------------------------------------------------------- int state (I)
 K = 0          # stream index of the next sample
@@ -453,12 +454,26 @@ def _close_group(P, S, I, bx, by, rows, events, k_end):
     if I[RUN_K1] < 0:
         I[RUN_K1] = k_end
         I[RUN_FLOOR_K] = k_end
+        S[RUN_FREF] = e
         return
     if e <= tol:
         return  # handled when the group began (the run ended then)
-    I[RUN_NG] += 1
-    if e < S[RUN_FLOOR] - P[P_SLACK]:
+    if e > S[RUN_FLOOR] + P[P_TOL]:
+        # later still than the run so far: a new event on top (a loss after a stall);
+        # what came before was a stall, and the run starts again with this group
+        I[SETTLED] = max(I[SETTLED], I[GSTART])
+        I[RUN0] = max(I[GSTART], I[SETTLED])
+        S[RUN_E1] = e
+        S[RUN_FLOOR] = e
+        S[RUN_FREF] = e
+        I[RUN_K1] = k_end
         I[RUN_FLOOR_K] = k_end
+        I[RUN_NG] = 1
+        return
+    I[RUN_NG] += 1
+    if e < S[RUN_FREF] - P[P_SLACK]:
+        I[RUN_FLOOR_K] = k_end
+        S[RUN_FREF] = e
     if e < S[RUN_FLOOR]:
         S[RUN_FLOOR] = e
     # a stall's backlog, however unevenly flushed, is ever less late; a loss stays as late:
