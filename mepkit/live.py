@@ -169,8 +169,10 @@ class LiveSession:
 
     Notes
     -----
-    All times are on the EMG clock (the EMG stream's own timestamps); markers are
-    mapped onto it with both inlets' time corrections (`mepkit.sources.lsl`).
+    All times are on the EMG clock: the EMG stream's fitted clock
+    (`mepkit.sources.clock`; its raw stamps go to the record as received, with the
+    mapping); markers are mapped onto it with both inlets' time corrections
+    (`mepkit.sources.lsl`).
     Each trial's ``available_s`` is ``pylsl.local_clock()`` on the EMG clock at the
     moment its measurement was done, ``last_sample_s`` the timestamp of the last
     sample the measurement needed.
@@ -568,6 +570,10 @@ class LiveSession:
             if self.writer is not None:
                 self._rec_events.append((r.stamp_s, "clock_reset", {
                     "index": r.index, "jump_s": r.jump_s}))
+        for msg in clock.take_warnings():
+            if self.writer is not None:
+                self._rec_events.append((self.emg.to_emg_clock(self._local_clock()),
+                                         "clock_warning", msg))
         rows = clock.take_rows()
         if self.writer is not None and len(rows):
             self._rec_clock.append(rows)

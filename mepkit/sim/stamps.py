@@ -44,7 +44,8 @@ def stamp_on_push(n: int, sfreq_hz: float, *, t0: float = 1000.0,
                   chunk_ms: float | tuple[float, float] = 4.0, drift_ppm: float = 0.0,
                   delay_ms: tuple[float, float] = (0.02, 0.15),
                   stall_every_s: float | None = None, stall_ms: tuple[float, float] = (3.0, 15.0),
-                  losses: list[tuple[float, float]] = (), seed: int = 0) -> PushedStamps:
+                  losses: list[tuple[float, float]] = (),
+                  stalls: list[tuple[float, float]] = (), seed: int = 0) -> PushedStamps:
     """Stamps of ``n`` amplifier samples pushed by an app without time stamps.
 
     Parameters
@@ -66,6 +67,8 @@ def stamp_on_push(n: int, sfreq_hz: float, *, t0: float = 1000.0,
         Range of stall durations (uniform).
     losses : list of (start_s, duration_s)
         Samples taken in these spans (from ``t0``) are lost before the app.
+    stalls : list of (start_s, duration_s)
+        Stalls at these times (from ``t0``), besides the random ones.
     seed : int
         Random seed.
     """
@@ -92,11 +95,16 @@ def stamp_on_push(n: int, sfreq_hz: float, *, t0: float = 1000.0,
     sizes = np.asarray(sizes, dtype=np.int64)
     ends = np.cumsum(sizes) - 1
     push = true[ends] + delay_ms[0] / 1000.0 + rng.exponential(delay_ms[1] / 1000.0, sizes.size)
+    starts, durs = np.zeros(0), np.zeros(0)
     if stall_every_s:
         span = true[-1] - true[0] + 1.0
         n_st = rng.poisson(span / stall_every_s) + 1
         starts = true[0] + np.sort(rng.uniform(0.0, span, n_st))
         durs = rng.uniform(*stall_ms, n_st) / 1000.0
+    if len(stalls):
+        starts = np.r_[starts, [t0 + a for a, _ in stalls]]
+        durs = np.r_[durs, [d for _, d in stalls]]
+    if len(starts):
         for s0, d in zip(starts, durs):
             held = (push >= s0) & (push < s0 + d)
             if held.any():

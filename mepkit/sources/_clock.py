@@ -96,7 +96,9 @@ ADOPTED = 35   # 1: the reference rate is the measured one (the nominal is far o
 RUN_FLOOR_K = 36  # last sample of the group that last lowered the run's floor (by > slack)
 WFAIL = 37     # warm-ups in a row whose stamps made no sense
 FREE_OK = 38   # free mode: stamps in a row one nominal period (within the tolerance) apart
-N_I = 39
+GHEAD = 39     # the open run's groups (ring ``grp``: start index, excess): next write slot
+GN = 40        # ... and how many (at most the ring's size)
+N_I = 41
 
 MODE_WARM = 0
 MODE_RUN = 1
@@ -402,11 +404,32 @@ def _n_confirm(P, S):
 
 
 @njit(**JIT)
-def _confirm_loss(P, S, I, bx, by, rows, events, k_last):
-    """The open run is a loss: the clock jumps at its first sample by its floor."""
+def _confirm_loss(P, S, I, bx, by, grp, rows, events, k_last):
+    """The open run is a loss. Its size is the least lateness of the run's last
+    ``P_MINRUN`` samples (the level it kept); it begins with the earliest group from which
+    on every group is that late (earlier late groups were a stall before it)."""
     cap = bx.shape[0]
+    gcap = grp.shape[0]
+    slack = P[P_SLACK]
+    recent = k_last + 1 - P[P_MINRUN]
+    lost = np.inf
+    n = I[GN]
+    for j in range(n):
+        h = (I[GHEAD] - 1 - j) % gcap
+        if grp[h, 0] >= recent or j == 0:
+            if grp[h, 1] < lost:
+                lost = grp[h, 1]
+    if not (lost < np.inf):
+        lost = S[RUN_FLOOR]
     run0 = I[RUN0]
-    lost = S[RUN_FLOOR]
+    for j in range(n):
+        h = (I[GHEAD] - 1 - j) % gcap
+        if grp[h, 1] < lost - slack:
+            break
+        run0 = int(grp[h, 0])
+    run0 = max(run0, I[RUN0])
+    I[SETTLED] = max(I[SETTLED], run0)
+    I[RUN0] = run0
     before = _mapped(S, I, run0 - 1)
     after = _mapped(S, I, run0) + lost
     period = 1.0 / S[FREF] + S[LC]
@@ -439,7 +462,19 @@ def _confirm_loss(P, S, I, bx, by, rows, events, k_last):
 
 
 @njit(**JIT)
-def _close_group(P, S, I, bx, by, rows, events, k_end):
+def _run_group(I, grp, start, e):
+    """Remember a group of the open run (the ring keeps the latest ones)."""
+    cap = grp.shape[0]
+    h = I[GHEAD]
+    grp[h, 0] = start
+    grp[h, 1] = e
+    I[GHEAD] = (h + 1) % cap
+    if I[GN] < cap:
+        I[GN] += 1
+
+
+@njit(**JIT)
+def _close_group(P, S, I, bx, by, grp, rows, events, k_end):
     """The push group that ended with sample ``k_end`` is complete."""
     if I[HASGROUP] == 0:
         return
@@ -455,21 +490,11 @@ def _close_group(P, S, I, bx, by, rows, events, k_end):
         I[RUN_K1] = k_end
         I[RUN_FLOOR_K] = k_end
         S[RUN_FREF] = e
+        _run_group(I, grp, max(I[GSTART], I[RUN0]), e)
         return
     if e <= tol:
         return  # handled when the group began (the run ended then)
-    if e > S[RUN_FLOOR] + P[P_TOL]:
-        # later still than the run so far: a new event on top (a loss after a stall);
-        # what came before was a stall, and the run starts again with this group
-        I[SETTLED] = max(I[SETTLED], I[GSTART])
-        I[RUN0] = max(I[GSTART], I[SETTLED])
-        S[RUN_E1] = e
-        S[RUN_FLOOR] = e
-        S[RUN_FREF] = e
-        I[RUN_K1] = k_end
-        I[RUN_FLOOR_K] = k_end
-        I[RUN_NG] = 1
-        return
+    _run_group(I, grp, I[GSTART], e)
     I[RUN_NG] += 1
     if e < S[RUN_FREF] - P[P_SLACK]:
         I[RUN_FLOOR_K] = k_end
@@ -479,11 +504,11 @@ def _close_group(P, S, I, bx, by, rows, events, k_end):
     # a stall's backlog, however unevenly flushed, is ever less late; a loss stays as late:
     # a loss once the run's floor has not dropped for a while, over enough groups
     if k_end - I[RUN_FLOOR_K] >= P[P_MINRUN] and I[RUN_NG] >= _n_confirm(P, S):
-        _confirm_loss(P, S, I, bx, by, rows, events, k_end)
+        _confirm_loss(P, S, I, bx, by, grp, rows, events, k_end)
 
 
 @njit(**JIT)
-def clock_update(ts, out, P, S, I, bx, by, rows, events):
+def clock_update(ts, out, P, S, I, bx, by, grp, rows, events):
     """Run the clock model over the stamps ``ts`` of the next samples of a stream.
 
     Writes each sample's time on the fitted clock to ``out`` (final for samples before
@@ -562,7 +587,7 @@ def clock_update(ts, out, P, S, I, bx, by, rows, events):
         prev = S[PREV]
         new_group = I[HASGROUP] == 0 or not (abs(s - prev - 1.0 / fs) <= geps)
         if new_group:
-            _close_group(P, S, I, bx, by, rows, events, k - 1)
+            _close_group(P, S, I, bx, by, grp, rows, events, k - 1)
             mode = I[MODE]
             if mode == MODE_FREE:
                 out[i] = _mapped(S, I, k)
@@ -660,6 +685,7 @@ def clock_update(ts, out, P, S, I, bx, by, rows, events):
                 I[RUN_K1] = -1
                 I[RUN_NG] = 1
                 I[RUN_INC] = 0
+                I[GN] = 0
         else:
             if e <= tol:
                 # back on the envelope: the late stamps were a stall
@@ -672,7 +698,8 @@ def clock_update(ts, out, P, S, I, bx, by, rows, events):
                     # one push this long does not happen: samples are missing
                     if I[RUN_K1] < 0:
                         S[RUN_FLOOR] = e
-                    _confirm_loss(P, S, I, bx, by, rows, events, k)
+                    _run_group(I, grp, max(I[GSTART], I[RUN0]), e)
+                    _confirm_loss(P, S, I, bx, by, grp, rows, events, k)
         out[i] = _mapped(S, I, k)
         I[K] = k + 1
         if k - I[BSTART] + 1 >= block:

@@ -215,6 +215,7 @@ class ClockModel:
         cap = WINDOW_BLOCKS + int(math.ceil(WARMUP_S / BLOCK_S)) + 4
         self.bx = np.zeros(cap)
         self.by = np.zeros(cap)
+        self.grp = np.zeros((512, 2))
         self._rows = np.zeros((self.ROWS_CAP, k.N_ROW_COLS))
         self._events = np.zeros((self.EVENTS_CAP, k.N_EV_COLS))
         self._all_rows = np.zeros((256, 4))
@@ -225,6 +226,7 @@ class ClockModel:
         self.warnings: list[str] = []
         self._new_gaps: list[Gap] = []
         self._new_resets: list[ClockReset] = []
+        self._new_warnings: list[str] = []
         self.fix_from = -1
         #: Stream indices from which the stamps were given up on.
         self.free_from: list[int] = []
@@ -288,12 +290,12 @@ class ClockModel:
         k = self._k
         self.I[k.FIX] = -1
         k0 = int(self.I[k.K])
-        n = k.clock_update(ts, out, self.P, self.S, self.I, self.bx, self.by, self._rows,
-                           self._events)
+        n = k.clock_update(ts, out, self.P, self.S, self.I, self.bx, self.by, self.grp,
+                           self._rows, self._events)
         while n < ts.shape[0] and not self.I[k.RESET]:  # output buffers were full
             self._drain()
             n += k.clock_update(ts[n:], out[n:], self.P, self.S, self.I, self.bx, self.by,
-                                self._rows, self._events)
+                                self.grp, self._rows, self._events)
         if self.I[k.NROWS] or self.I[k.NEV]:
             self._drain()
         fix = int(self.I[k.FIX])
@@ -330,6 +332,11 @@ class ClockModel:
 
     def take_resets(self) -> list[ClockReset]:
         out, self._new_resets = self._new_resets, []
+        return out
+
+    def take_warnings(self) -> list[str]:
+        """Warnings about the stream's stamps since the last call (also logged)."""
+        out, self._new_warnings = self._new_warnings, []
         return out
 
     def _drain(self) -> None:
@@ -393,6 +400,7 @@ class ClockModel:
         else:  # pragma: no cover
             return
         self.warnings.append(msg)
+        self._new_warnings.append(msg)
         logger.warning("%s", msg)
 
 

@@ -114,6 +114,19 @@ def test_a_real_loss_inside_the_wobble_is_one_gap():
     assert np.abs(t[at:] - p.true_s[at:]).max() < 50e-6
 
 
+@pytest.mark.parametrize("stall_at", [-0.02, 0.03, 0.12])
+def test_a_loss_next_to_a_stall_is_one_gap_at_the_loss(stall_at):
+    """A stall just before the loss, or while its run is not yet confirmed: the gap is the
+    loss, where it is, with its size (the stall is no gap)."""
+    p = stamp_on_push(int(12 * FS), FS, seed=12, chunk_ms=1.0, delay_ms=(0.02, 0.3),
+                      losses=[(6.0, 0.05)], stalls=[(6.0 + stall_at, 0.012)])
+    at = int(np.flatnonzero(np.diff(p.index) > 1)[0]) + 1
+    for clock in (fit_clock(p.stamps, FS), online(p.stamps)):
+        assert len(clock.gaps) == 1, [(g.index, g.n_missing) for g in clock.gaps]
+        g = clock.gaps[0]
+        assert abs(g.n_missing - 250) <= 2 and at - 5 <= g.index <= at
+
+
 @pytest.mark.parametrize("cuts", [[1] * 3000, [5000, 1, 2, 3, 7000], [250] * 200])
 def test_live_model_does_not_depend_on_chunking(cuts):
     p = stamp_on_push(int(12 * FS), FS, seed=6, chunk_ms=(1.0, 20.0), stall_every_s=0.5,
@@ -270,3 +283,45 @@ def test_xdf_with_a_real_loss_flags_only_its_trial(tmp_path, caplog):
     assert reasons[6] == "gap" and reasons.count("gap") == 1, reasons
     assert all(r == "" for i, r in enumerate(reasons) if i != 6)
     assert "1 gap(s) in the EMG stream, 250 samples missing" in caplog.text
+
+
+# ---------------------------------------------------------------------------- the Pipeline
+@pytest.mark.parametrize("case", ["1ms", "20ms", "1-50ms"])
+def test_pipeline_on_pushed_stamps_no_false_gap_and_rows_reproduce_it(case):
+    """The Pipeline fed chunk by chunk with stamps made on push (as from an LSL inlet):
+    no trial rejected for a gap (a step check rejected about a third), and the batch path
+    given the Pipeline's clock rows (what a record stores) gives the same trials."""
+    from mepkit.analyze import analyze_recording, trials_to_frame
+    from mepkit.pipeline import Pipeline
+    from mepkit.sources.xdf import Recording
+
+    rng = np.random.default_rng(30)
+    n_pulses, dur = 16, 14.0
+    n = int(dur * FS)
+    pulses = ((1.0 + np.arange(n_pulses) * 0.8 + rng.uniform(0, 0.1, n_pulses)) * FS).astype(int)
+    amps = rng.uniform(300, 2000, (n_pulses, 2))
+    data, _, _ = synthesize_recording(FS, 2, pulses / FS, amps, 22.0, duration_s=dur, seed=3)
+    p = stamp_on_push(n, FS, seed=31, losses=[(7.0, 0.05)], **CASES[case])
+    x = data[p.index]
+    markers = p.true_time(pulses) - 0.3 / FS
+    values = [json.dumps({"intensity": 60})] * n_pulses
+    pipe = Pipeline(sfreq_hz=FS, channel_labels=["FDI", "APB"], stream_name="Amp")
+    pipe.add_markers(markers, values)
+    live, pos = [], 0
+    for c in p.chunk_n:
+        live += pipe.push(x[pos:pos + c], p.stamps[pos:pos + c])
+        pos += c
+    live += pipe.finish()
+    assert pipe.clock.n_gaps == 1 and abs(pipe.clock.n_missing - 250) <= 2
+    live_rows = trials_to_frame(live)
+    lost_in = [i for i, s in enumerate(pulses) if s / FS - 0.11 <= 7.0 <= s / FS + 0.05]
+    reasons = live_rows.groupby("trial")["reject_reason"].first()
+    assert set(reasons[reasons != ""].index) == set(lost_in), reasons.tolist()
+    rec = Recording(path="mem", sfreq_hz=FS, data=x, timestamps=p.stamps,
+                    channel_labels=["FDI", "APB"], units=["uV", "uV"], marker_times=markers,
+                    marker_values=values, clock_rows=pipe.clock.rows)
+    again = analyze_recording(rec)
+    cols = [c for c in live_rows.columns if c != "file"]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(live_rows[cols], again[cols], check_dtype=False)
