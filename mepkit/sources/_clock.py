@@ -2,7 +2,8 @@
 
 One function, `clock_update`, runs the online model over a chunk of raw time stamps and
 carries its state in three arrays (``P`` parameters, ``S`` float state, ``I`` integer
-state) plus the ring of envelope points (``bx``, ``by``). It writes each sample's time on
+state) plus the ring of envelope points (``bx``, ``by``) and the groups of the open run of
+late stamps (``grp``). It writes each sample's time on
 the fitted clock to ``out`` and appends mapping rows and events to ``rows`` and ``events``.
 No I/O, no Python objects; the wrapper in `mepkit.sources.clock` validates and drains.
 
@@ -36,7 +37,7 @@ P_BADRATE = 10    # relative rate error that is reported and adopted
 P_NONSENSE = 11   # relative rate error that makes the stamps unusable
 P_MAXDEV = 12     # largest relative rate deviation the live fit may take (after adoption)
 P_QN = 13         # groups over which the share of on-time groups is averaged
-P_NMIN = 14       # fewest inconsistent groups that confirm a loss
+P_NMIN = 14       # fewest late groups that confirm a loss
 P_NMAX = 15       # most
 P_ANOM_N = 16     # this many resets/losses ...
 P_ANOM_S = 17     # ... within this many seconds of samples make the stamps unusable
@@ -53,13 +54,13 @@ ROW_R = 5
 PREV = 6       # previous finite stamp (NaN: none)
 GMIN = 7       # smallest residual of the current push group
 GMIN_X = 8     # its x
-RUN_E1 = 9     # excess of the run's first group
+RUN_E1 = 9     # lateness of the run's first group
 RUN_FLOOR = 10
 BMIN = 11      # smallest residual of the current block
 BMIN_X = 12
 Q = 13         # share of push groups within the tolerance of the fitted line
 WMIN = 14      # smallest residual of the warm-up
-GX = 15        # x of the last sample of the current group
+GX = 15        # x of the last sample seen
 RUN_FREF = 16  # the run's floor when it last dropped by more than the slack
 N_S = 17
 
@@ -76,8 +77,8 @@ GSTART = 8     # first sample of the current push group
 INRUN = 9      # a run of late groups is open
 RUN0 = 10
 RUN_K1 = 11    # last sample of the run's first group (-1: still open)
-RUN_NG = 12
-RUN_INC = 13
+RUN_NG = 12    # groups in the open run
+RUN_INC = 13   # (unused)
 BSTART = 14
 NB = 15        # envelope points in the ring
 BHEAD = 16     # next write position in the ring
@@ -684,7 +685,6 @@ def clock_update(ts, out, P, S, I, bx, by, grp, rows, events):
                 S[RUN_FLOOR] = e
                 I[RUN_K1] = -1
                 I[RUN_NG] = 1
-                I[RUN_INC] = 0
                 I[GN] = 0
         else:
             if e <= tol:
