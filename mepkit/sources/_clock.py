@@ -61,8 +61,9 @@ BMIN_X = 12
 Q = 13         # share of push groups within the tolerance of the fitted line
 WMIN = 14      # smallest residual of the warm-up
 GX = 15        # x of the last sample seen
-RUN_FREF = 16  # the run's floor when it last dropped by more than the slack
-N_S = 17
+RUN_FREF = 16  # the run's level (least lateness) since it last moved by more than the slack
+RISE_MIN = 17  # least lateness of the groups in a row above that level by the slack
+N_S = 18
 
 # ---------------------------------------------------------------- int state (I)
 K = 0          # stream index of the next sample
@@ -99,7 +100,8 @@ WFAIL = 37     # warm-ups in a row whose stamps made no sense
 FREE_OK = 38   # free mode: stamps in a row one nominal period (within the tolerance) apart
 GHEAD = 39     # the open run's groups (ring ``grp``: start index, excess): next write slot
 GN = 40        # ... and how many (at most the ring's size)
-N_I = 41
+RISE_K0 = 41   # first sample of the groups in a row above the run's level (-1: none)
+N_I = 42
 
 MODE_WARM = 0
 MODE_RUN = 1
@@ -482,7 +484,9 @@ def _close_group(P, S, I, bx, by, grp, rows, events, k_end):
     e = S[GMIN] - (S[LA] + S[LC] * S[GMIN_X])
     tol = P[P_TOL] + 0.5 / P[P_FS]
     I[NGROUPS] += 1
-    if I[MODE] != MODE_WARM:
+    # the share of groups on time: a run of late groups counts once (a long backlog is one
+    # event, not many late groups)
+    if I[MODE] == MODE_RUN and (I[INRUN] == 0 or I[RUN_K1] < 0):
         near = 1.0 if e <= tol else 0.0
         S[Q] += (near - S[Q]) / P[P_QN]
     if I[MODE] != MODE_RUN or I[INRUN] == 0:
@@ -490,6 +494,7 @@ def _close_group(P, S, I, bx, by, grp, rows, events, k_end):
     if I[RUN_K1] < 0:
         I[RUN_K1] = k_end
         I[RUN_FLOOR_K] = k_end
+        I[RISE_K0] = -1
         S[RUN_FREF] = e
         _run_group(I, grp, max(I[GSTART], I[RUN0]), e)
         return
@@ -497,14 +502,29 @@ def _close_group(P, S, I, bx, by, grp, rows, events, k_end):
         return  # handled when the group began (the run ended then)
     _run_group(I, grp, I[GSTART], e)
     I[RUN_NG] += 1
-    if e < S[RUN_FREF] - P[P_SLACK]:
-        I[RUN_FLOOR_K] = k_end
-        S[RUN_FREF] = e
     if e < S[RUN_FLOOR]:
         S[RUN_FLOOR] = e
-    # a stall's backlog, however unevenly flushed, is ever less late; a loss stays as late:
-    # a loss once the run's floor has not dropped for a while, over enough groups
-    if k_end - I[RUN_FLOOR_K] >= P[P_MINRUN] and I[RUN_NG] >= _n_confirm(P, S):
+    slack = P[P_SLACK]
+    minrun = P[P_MINRUN]
+    # the run's level must hold still: a stall's backlog, however unevenly flushed, is ever
+    # less late; an app falling behind is ever later; a loss stays as late
+    if e < S[RUN_FREF] - slack:
+        S[RUN_FREF] = e
+        I[RUN_FLOOR_K] = k_end
+        I[RISE_K0] = -1
+    elif e > S[RUN_FREF] + slack:
+        if I[RISE_K0] < 0:
+            I[RISE_K0] = I[GSTART]
+            S[RISE_MIN] = e
+        elif e < S[RISE_MIN]:
+            S[RISE_MIN] = e
+        if k_end - I[RISE_K0] + 1 >= minrun / 3.0:
+            S[RUN_FREF] = S[RISE_MIN]
+            I[RUN_FLOOR_K] = k_end
+            I[RISE_K0] = -1
+    else:
+        I[RISE_K0] = -1
+    if k_end - I[RUN_FLOOR_K] >= minrun and I[RUN_NG] >= _n_confirm(P, S):
         _confirm_loss(P, S, I, bx, by, grp, rows, events, k_end)
 
 

@@ -90,7 +90,7 @@ RESET_S = 1.0
 MAX_PUSH_S = 0.2
 #: Late stamps are a loss only once they lasted this long (of samples): a stall's backlog,
 #: flushed unevenly, is over by then.
-MIN_LOSS_RUN_S = 0.1
+MIN_LOSS_RUN_S = 0.3
 #: A stream whose stamps advance this far off its nominal rate is reported, and timed at
 #: the measured rate.
 BAD_RATE = 0.01
