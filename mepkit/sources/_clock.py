@@ -101,7 +101,11 @@ FREE_OK = 38   # free mode: stamps in a row one nominal period (within the toler
 GHEAD = 39     # the open run's groups (ring ``grp``: start index, excess): next write slot
 GN = 40        # ... and how many (at most the ring's size)
 RISE_K0 = 41   # first sample of the groups in a row above the run's level (-1: none)
-N_I = 42
+CAP_B = 42     # layout of the work array W (see `views`): envelope points
+CAP_G = 43     # ... groups of the open run
+CAP_R = 44     # ... mapping rows
+CAP_E = 45     # ... events
+N_I = 46
 
 MODE_WARM = 0
 MODE_RUN = 1
@@ -742,3 +746,46 @@ def clock_finish(P, S, I, bx, by, rows, events):
     if I[INRUN] == 1:
         I[INRUN] = 0
     I[SETTLED] = I[K]
+
+
+# ---------------------------------------------------------------- one work array
+# Every float array of the model lives in one array W, so that a call passes four arrays
+# (numba's per-call cost grows with the number of array arguments: ~1 us each).
+def layout(cap_b, cap_g, cap_r, cap_e):
+    """Size of W for these capacities."""
+    return N_P + N_S + 2 * cap_b + 2 * cap_g + N_ROW_COLS * cap_r + N_EV_COLS * cap_e
+
+
+@njit(**JIT)
+def views(W, I):
+    """The parameter, state, ring and output arrays inside W."""
+    cb, cg, cr, ce = I[CAP_B], I[CAP_G], I[CAP_R], I[CAP_E]
+    a = 0
+    P = W[a:a + N_P]
+    a += N_P
+    S = W[a:a + N_S]
+    a += N_S
+    bx = W[a:a + cb]
+    a += cb
+    by = W[a:a + cb]
+    a += cb
+    grp = W[a:a + 2 * cg].reshape((cg, 2))
+    a += 2 * cg
+    rows = W[a:a + N_ROW_COLS * cr].reshape((cr, N_ROW_COLS))
+    a += N_ROW_COLS * cr
+    events = W[a:a + N_EV_COLS * ce].reshape((ce, N_EV_COLS))
+    return P, S, bx, by, grp, rows, events
+
+
+@njit(**JIT)
+def clock_step(ts, out, W, I):
+    """`clock_update` with the model's arrays in W."""
+    P, S, bx, by, grp, rows, events = views(W, I)
+    return clock_update(ts, out, P, S, I, bx, by, grp, rows, events)
+
+
+@njit(**JIT)
+def clock_end(W, I):
+    """`clock_finish` with the model's arrays in W."""
+    P, S, bx, by, grp, rows, events = views(W, I)
+    clock_finish(P, S, I, bx, by, rows, events)

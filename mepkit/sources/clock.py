@@ -37,17 +37,18 @@ that pushes as soon as it has a sample, and a known constant of the amplifier ot
   waits `WARMUP_S` for its first fit.
 
 A **gap** is samples missing: stamps that stay later than the fitted clock by more than
-the tolerance (``gap_tolerance_ms``). A stall looks the same at first, so the samples of
-such a run of late *push groups* (runs of stamps one nominal period apart: one push each)
-wait until it is clear which it is: a stall's backlog goes out at once, so each later group
-is earlier than the first by its distance from it, and soon a group is on time again; a
-loss keeps its lateness. The run is a loss once enough of its groups break the stall
-pattern (fewer when most groups of the stream are on time, more when the stream wobbles),
-or when one group of late stamps is longer than `MAX_PUSH_S`. A **clock reset** is a
-group of stamps earlier than the fitted clock by more than the tolerance (the stamps
-jumped back): a new timeline starts. Stamps that cannot be fitted (a rate far from the
-nominal, nonsense) are reported with a warning naming the stream, and the samples are
-then timed at the nominal (or measured) rate from the last good fit.
+the tolerance (``gap_tolerance_ms``, plus half a sample). A stall looks the same at first,
+so the samples of such a run of late *push groups* (runs of stamps one nominal period
+apart: one push each) wait until it is clear which it is: a stall's backlog goes out at
+once, so each later group is less late than the one before and soon one is on time again;
+an app falling behind gets ever later; a loss keeps its lateness. The run is a loss once
+its lateness held still for `MIN_LOSS_RUN_S` over enough groups (fewer when most groups of
+the stream are on time, more when the stream wobbles), or when one group of late stamps is
+longer than `MAX_PUSH_S`. A **clock reset** is a group of stamps earlier than the fitted
+clock by more than the tolerance (the stamps jumped back): a new timeline starts. Stamps
+that cannot be fitted (a rate far from the nominal, nonsense) are reported with a warning
+naming the stream, and the samples are then timed at the nominal (or measured) rate from
+the last good fit.
 
 The mapping is a table of rows ``(sample_index, time_s, rate_hz, timeline)``: row ``j``
 times samples ``sample_index[j] <= k < sample_index[j + 1]`` as
@@ -88,8 +89,8 @@ MAX_SLEW = 1e-3
 RESET_S = 1.0
 #: One push of late stamps longer than this is a loss of samples, not a late push.
 MAX_PUSH_S = 0.2
-#: Late stamps are a loss only once they lasted this long (of samples): a stall's backlog,
-#: flushed unevenly, is over by then.
+#: Late stamps are a loss only once their lateness held still this long (of samples): a
+#: stall's backlog, however unevenly flushed, or an app falling behind, keep changing it.
 MIN_LOSS_RUN_S = 0.3
 #: A stream whose stamps advance this far off its nominal rate is reported, and timed at
 #: the measured rate.
@@ -202,9 +203,27 @@ class ClockModel:
         self.sfreq_hz = float(sfreq_hz)
         self.tolerance_s = float(tolerance_s)
         self.name = str(name)
-        self.P = _params(self.sfreq_hz, self.tolerance_s)
-        self.S = np.zeros(k.N_S)
+        cap = WINDOW_BLOCKS + int(math.ceil(WARMUP_S / BLOCK_S)) + 4
+        caps = (cap, 512, self.ROWS_CAP, self.EVENTS_CAP)
         self.I = np.zeros(k.N_I, dtype=np.int64)
+        self.I[[k.CAP_B, k.CAP_G, k.CAP_R, k.CAP_E]] = caps
+        self.W = np.zeros(k.layout(*caps))
+        # views into W (the kernel gets W and I only)
+        a = 0
+        self.P = self.W[a:a + k.N_P]
+        a += k.N_P
+        self.S = self.W[a:a + k.N_S]
+        a += k.N_S
+        self.bx = self.W[a:a + cap]
+        a += cap
+        self.by = self.W[a:a + cap]
+        a += cap
+        self.grp = self.W[a:a + 2 * caps[1]].reshape(caps[1], 2)
+        a += 2 * caps[1]
+        self._rows = self.W[a:a + k.N_ROW_COLS * caps[2]].reshape(caps[2], k.N_ROW_COLS)
+        a += k.N_ROW_COLS * caps[2]
+        self._events = self.W[a:a + k.N_EV_COLS * caps[3]].reshape(caps[3], k.N_EV_COLS)
+        self.P[:] = _params(self.sfreq_hz, self.tolerance_s)
         self.S[k.Q] = 0.9
         self.S[k.PREV] = np.nan
         self.S[k.BMIN] = np.inf
@@ -212,12 +231,6 @@ class ClockModel:
         self.I[k.SEG] = -1
         self.I[k.RESET] = 1
         self.I[k.FIX] = -1
-        cap = WINDOW_BLOCKS + int(math.ceil(WARMUP_S / BLOCK_S)) + 4
-        self.bx = np.zeros(cap)
-        self.by = np.zeros(cap)
-        self.grp = np.zeros((512, 2))
-        self._rows = np.zeros((self.ROWS_CAP, k.N_ROW_COLS))
-        self._events = np.zeros((self.EVENTS_CAP, k.N_EV_COLS))
         self._all_rows = np.zeros((256, 4))
         self._n_all = 0
         self._new_rows: list[np.ndarray] = []
@@ -290,12 +303,10 @@ class ClockModel:
         k = self._k
         self.I[k.FIX] = -1
         k0 = int(self.I[k.K])
-        n = k.clock_update(ts, out, self.P, self.S, self.I, self.bx, self.by, self.grp,
-                           self._rows, self._events)
+        n = k.clock_step(ts, out, self.W, self.I)
         while n < ts.shape[0] and not self.I[k.RESET]:  # output buffers were full
             self._drain()
-            n += k.clock_update(ts[n:], out[n:], self.P, self.S, self.I, self.bx, self.by,
-                                self.grp, self._rows, self._events)
+            n += k.clock_step(ts[n:], out[n:], self.W, self.I)
         if self.I[k.NROWS] or self.I[k.NEV]:
             self._drain()
         fix = int(self.I[k.FIX])
@@ -309,7 +320,7 @@ class ClockModel:
         """End of the stream: every sample gets its final time (see `fix_from`)."""
         k = self._k
         self.I[k.FIX] = -1
-        k.clock_finish(self.P, self.S, self.I, self.bx, self.by, self._rows, self._events)
+        k.clock_end(self.W, self.I)
         self._drain()
         self.fix_from = int(self.I[k.FIX])
 
