@@ -328,10 +328,12 @@ class ClockModel:
         """Times of stream samples ``start .. stop - 1`` on the mapping so far."""
         return clock_times(self.rows, start, stop)
 
+    _NO_ROWS = np.zeros((0, 4))
+
     def take_rows(self) -> np.ndarray:
         """Mapping rows added since the last call, ``(m, 4)``."""
         if not self._new_rows:
-            return np.zeros((0, 4))
+            return self._NO_ROWS
         out = np.concatenate(self._new_rows) if len(self._new_rows) > 1 else self._new_rows[0]
         self._new_rows = []
         return out
