@@ -486,7 +486,7 @@ class Pipeline:
     def _view(self) -> tuple[np.ndarray, np.ndarray, int]:
         """The ring's samples whose time is final (oldest first) and how many."""
         tail = self.n_samples - self._n_ready
-        held = min(self._n_ready, self.capacity - tail)
+        held = max(0, min(self._n_ready, self.capacity - tail))
         hi = self._pos + self.capacity - tail
         lo = hi - held
         return self._buf[lo:hi], self._ts[lo:hi], held
@@ -509,6 +509,8 @@ class Pipeline:
         if not self._pending or self._n_ready == 0:
             return []
         data, ts, held = self._view()
+        if held <= 0:
+            return []
         base = self._n_ready - held  # index of the view's first row (since the last reset)
         ready: list[tuple[_Pending, int]] = []
         done: list[_Pending] = []

@@ -42,7 +42,8 @@ P_NMAX = 15       # most
 P_ANOM_N = 16     # this many resets/losses ...
 P_ANOM_S = 17     # ... within this many seconds of samples make the stamps unusable
 P_MINRUN = 18     # a loss is confirmed only after late stamps for this many samples
-N_P = 19
+P_MAXWAIT = 19    # samples wait at most this long (samples) for a verdict on late stamps
+N_P = 20
 
 # ---------------------------------------------------------------- float state (S)
 REF_T = 0
@@ -718,6 +719,12 @@ def clock_update(ts, out, P, S, I, bx, by, grp, rows, events):
             else:
                 if e < S[RUN_FLOOR]:
                     S[RUN_FLOOR] = e
+                if k + 1 - I[SETTLED] > P[P_MAXWAIT]:
+                    # no verdict for too long (an app that keeps falling behind): the
+                    # oldest samples keep the envelope's time; the run goes on after them
+                    I[SETTLED] = k + 1 - int(P[P_MAXWAIT])
+                    if I[RUN0] < I[SETTLED]:
+                        I[RUN0] = I[SETTLED]
                 if k - I[GSTART] + 1 >= maxpush:
                     # one push this long does not happen: samples are missing
                     if I[RUN_K1] < 0:

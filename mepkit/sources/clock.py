@@ -89,6 +89,9 @@ MAX_SLEW = 1e-3
 RESET_S = 1.0
 #: One push of late stamps longer than this is a loss of samples, not a late push.
 MAX_PUSH_S = 0.2
+#: Samples whose stamps are late wait at most this long for the verdict (stall or loss);
+#: then the oldest keep the envelope's time (no loss), so trials are never held longer.
+MAX_WAIT_S = 1.0
 #: Late stamps are a loss only once their lateness held still this long (of samples): a
 #: stall's backlog, however unevenly flushed, or an app falling behind, keep changing it.
 MIN_LOSS_RUN_S = 0.3
@@ -168,6 +171,7 @@ def _params(sfreq_hz: float, tolerance_s: float) -> np.ndarray:
     P[k.P_ANOM_N] = ANOMALIES[0]
     P[k.P_ANOM_S] = ANOMALIES[1]
     P[k.P_MINRUN] = max(1, int(round(MIN_LOSS_RUN_S * sfreq_hz)))
+    P[k.P_MAXWAIT] = max(2, int(round(MAX_WAIT_S * sfreq_hz)))
     return P
 
 
