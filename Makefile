@@ -41,6 +41,7 @@ bench: kernels
 	$(PY) benchmarks/filters.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/clocks.py
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/mapping.py
 	$(PY) benchmarks/thresholds.py

@@ -55,6 +55,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-markers", action="store_true", help="no marker stream")
     p.add_argument("--marker-delay", type=float, default=0.0, metavar="S",
                    help="push markers this late (time stamps stay exact)")
+    p.add_argument("--chunk-ms", type=float, default=1.0, metavar="MS",
+                   help="samples per push, in ms (default 1)")
+    p.add_argument("--stamps", default="push", choices=("push", "ideal"),
+                   help="push: chunks without time stamps, stamped by liblsl at the push, as "
+                        "real amplifier apps do (default); ideal: every sample stamped with "
+                        "its true time")
+    p.add_argument("--drift-ppm", type=float, default=0.0, metavar="PPM",
+                   help="the amplifier's clock runs this much fast (negative: slow)")
+    p.add_argument("--stall-every", type=float, metavar="S",
+                   help="the app stalls now and then, on average every S seconds")
+    p.add_argument("--stall-ms", nargs=2, type=float, default=(3.0, 15.0), metavar=("MIN", "MAX"),
+                   help="stall durations, ms (default 3 15)")
     p.add_argument("--line-freq", type=float, default=50.0, metavar="HZ",
                    help="mains frequency, 50 or 60 (0: no mains)")
     p.add_argument("--contractions", type=float, default=0.0, metavar="PER_MIN",
@@ -119,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--isi needs 0 < MIN <= MAX, got {a} {b}")
     if args.duration is not None and args.duration <= 0:
         raise UserError(f"--duration must be positive, got {args.duration}")
+    if not args.chunk_ms > 0:
+        raise UserError(f"--chunk-ms must be positive, got {args.chunk_ms}")
     emg = EmgSettings()
     emg = replace(emg, line_freq_hz=args.line_freq or 50.0,
                   line_amplitude_uv=emg.line_amplitude_uv if args.line_freq else 0.0,
@@ -137,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
         amp = SimulatedAmplifier(subject, sfreq_hz=args.rate, n_channels=n_channels,
                                  channels=labels, name=args.name, source_id=args.source_id,
                                  markers=not args.no_markers, ttl=args.ttl,
-                                 marker_delay_s=args.marker_delay, seed=args.seed)
+                                 marker_delay_s=args.marker_delay, seed=args.seed,
+                                 chunk_ms=args.chunk_ms, stamps=args.stamps,
+                                 drift_ppm=args.drift_ppm, stall_every_s=args.stall_every,
+                                 stall_ms=tuple(args.stall_ms))
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

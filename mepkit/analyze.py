@@ -13,7 +13,8 @@ import numpy as np
 from mepkit.params import Params
 from mepkit.pipeline import Pipeline, Trial, trial_columns
 
-__all__ = ["analyze_epochs", "analyze_recording", "trials_to_frame", "make_params"]
+__all__ = ["analyze_epochs", "analyze_recording", "recording_clock", "trials_to_frame",
+           "make_params"]
 
 logger = logging.getLogger("mepkit.analyze")
 
@@ -43,7 +44,7 @@ def trials_to_frame(trials: Iterable[Trial], file: str = "", *, live: bool = Fal
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,
                       artifact_triggers: bool = False, marker_filter: str | None = None,
                       unit: str | None = None, file: str | None = None, chunk_s: float = 1.0,
-                      mains: str = "recording"):
+                      mains: str = "recording", clock=None):
     """Replay a :class:`~mepkit.sources.recording.Recording` through the Pipeline.
 
     Returns a DataFrame with one row per trial and EMG channel. Its ``attrs`` hold
@@ -54,6 +55,9 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
     frequency over the whole recording before measuring (every trial uses it);
     ``mains="stream"`` decides as a live session does (1 s blocks as the samples arrive),
     which reproduces a live session's trials exactly.
+
+    Every sample is timed on the stream's fitted clock (`recording_clock`, or ``clock``
+    when given): a record made live stores the mapping its session used.
     """
     from mepkit.errors import StreamNotFoundError
     from mepkit.sources.recording import channel_index
@@ -70,7 +74,7 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
                                       source=recording.path, skip=trigger_channel)
     for note in list(recording.warnings) + notes:
         logger.warning("%s", note)
-    data, ts = recording.data, recording.timestamps
+    data = recording.data
     line_source = "set"
     if params.line_freq_hz == "auto" and mains == "recording":
         from mepkit.dsp.mains import describe, detect_line_freq
@@ -82,12 +86,19 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
         logger.info("%s: %s", name, describe(est.line_freq_hz, "detected"))
     elif mains not in ("recording", "stream"):
         raise ValueError(f"mains must be 'recording' or 'stream', got {mains!r}")
-    segments = clock_segments(ts, params.gap_tolerance_ms / 1000.0)
+    fit = clock if clock is not None else recording_clock(recording, params)
+    times = fit.times()
+    segments = fit.timelines
     if len(segments) > 1:
         logger.warning("%s: the EMG clock jumps backwards %d time(s) (clock reset); each part is "
                        "measured on its own clock", recording.path, len(segments) - 1)
+    if fit.gaps:
+        logger.warning("%s: %d gap(s) in the EMG stream, %d samples missing (the first %.1f ms "
+                       "at %.3f s); trials across them are rejected (gap)", recording.path,
+                       len(fit.gaps), sum(g.n_missing for g in fit.gaps),
+                       fit.gaps[0].duration_s * 1e3, fit.gaps[0].start_s)
     use_markers = trigger_channel is None and not artifact_triggers
-    assigned = _assign_markers(recording.marker_times, ts, segments) if use_markers else None
+    assigned = _assign_markers(recording.marker_times, times, segments) if use_markers else None
     step = max(1, int(round(chunk_s * recording.sfreq_hz)))
     trials: list[Trial] = []
     next_index = 0
@@ -95,13 +106,14 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
         pipe = Pipeline(params, sfreq_hz=recording.sfreq_hz, channel_labels=labels,
                         scale_to_uv=scales, trigger_channel=trigger_channel,
                         artifact_triggers=artifact_triggers, marker_filter=marker_filter,
-                        buffer_s=max(4.0, 2 * chunk_s), first_index=next_index)
+                        buffer_s=max(4.0, 2 * chunk_s), first_index=next_index,
+                        fit_clock=False)
         if use_markers:
             sel = np.flatnonzero(assigned == k)
             pipe.add_markers(recording.marker_times[sel], [recording.marker_values[i] for i in sel])
         for start in range(a, b, step):
             stop = min(b, start + step)
-            trials.extend(pipe.push(data[start:stop], ts[start:stop]))
+            trials.extend(pipe.push(data[start:stop], times[start:stop]))
         trials.extend(pipe.finish())
         next_index = pipe.next_index
     if use_markers:
@@ -120,18 +132,28 @@ def analyze_recording(recording, params: Params | None = None, *, trigger_channe
     return frame
 
 
-def clock_segments(ts: np.ndarray, tolerance_s: float) -> list[tuple[int, int]]:
-    """Index ranges [a, b) between backward jumps of the timestamps (clock resets)."""
-    if len(ts) == 0:
-        return []
-    back = np.flatnonzero(np.diff(ts) < -tolerance_s) + 1
-    edges = [0, *back.tolist(), len(ts)]
-    return list(zip(edges[:-1], edges[1:]))
+def recording_clock(recording, params: Params | None = None):
+    """The fitted clock of a recording's EMG stream (`mepkit.sources.clock.ClockFit`).
+
+    A record made live stores the mapping its session used: that one, so a reanalysis
+    times every sample as the session did. Otherwise (XDF files, older records) the clock
+    is fitted over the whole stream from its raw stamps."""
+    from mepkit.sources.clock import ClockFit, fit_clock
+
+    params = params if params is not None else Params()
+    n = len(recording.timestamps)
+    rows = getattr(recording, "clock_rows", None)
+    if rows is not None and len(rows):
+        return ClockFit(np.asarray(rows, dtype=np.float64), n)
+    name = (recording.emg_stream or {}).get("name", "") or "EMG"
+    return fit_clock(recording.timestamps, recording.sfreq_hz,
+                     tolerance_s=params.gap_tolerance_ms / 1000.0, name=name)
 
 
 def _assign_markers(times: np.ndarray, ts: np.ndarray, segments) -> np.ndarray:
-    """Segment index of each marker (-1: none). Markers keep their stream order, so after
-    a reset a marker goes to the first segment at or after the previous marker's that spans it."""
+    """Timeline index of each marker (-1: none), from the samples' fitted times ``ts``.
+    Markers keep their stream order, so after a reset a marker goes to the first timeline
+    at or after the previous marker's that spans it."""
     out = np.full(len(times), -1, dtype=np.int64)
     spans = [(ts[a] - 0.5, ts[b - 1] + 0.5) for a, b in segments]
     current = 0

@@ -27,7 +27,7 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
     analyze`` gives) are stored, so ``mepkit analyze`` on the record gives that table again.
     Returns a small summary dict.
     """
-    from mepkit.analyze import analyze_recording
+    from mepkit.analyze import analyze_recording, recording_clock
     from mepkit.batch import AnalyzeOptions
     from mepkit.records import RecordWriter
     from mepkit.sources.xdf import read_xdf
@@ -37,7 +37,8 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
     xdf_path = os.fspath(xdf_path)
     rec = read_xdf(xdf_path, emg_stream=o.emg_stream, marker_stream=o.marker_stream,
                    require_markers=o.trigger_channel is None and not o.artifact_triggers)
-    frame = analyze_recording(rec, params, trigger_channel=o.trigger_channel,
+    clock = recording_clock(rec, params)
+    frame = analyze_recording(rec, params, clock=clock, trigger_channel=o.trigger_channel,
                               artifact_triggers=o.artifact_triggers,
                               marker_filter=o.marker_filter, unit=o.unit,
                               file=os.fspath(record_path))
@@ -61,6 +62,9 @@ def convert_xdf(xdf_path: str | os.PathLike, record_path: str | os.PathLike, *,
         step = max(1, int(chunk_s * rec.sfreq_hz))
         for a in range(0, len(rec.timestamps), step):
             w.append_samples(name, data[a:a + step], rec.timestamps[a:a + step])
+        # the clock fitted over the whole stream: the record's reanalysis times its
+        # samples as this conversion did
+        w.append_clock(name, clock.rows)
         if len(rec.marker_times):
             w.append_markers(rec.marker_times, rec.marker_values)
         if len(frame):

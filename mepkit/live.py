@@ -284,8 +284,10 @@ class LiveSession:
 
     Notes
     -----
-    All times are on the EMG clock (the EMG stream's own timestamps); markers are
-    mapped onto it with both inlets' time corrections (`mepkit.sources.lsl`).
+    All times are on the EMG clock: the EMG stream's fitted clock
+    (`mepkit.sources.clock`; its raw stamps go to the record as received, with the
+    mapping); markers are mapped onto it with both inlets' time corrections
+    (`mepkit.sources.lsl`).
     Each trial's ``available_s`` is ``pylsl.local_clock()`` on the EMG clock at the
     moment its measurement was done, ``last_sample_s`` the timestamp of the last
     sample the measurement needed.
@@ -374,6 +376,12 @@ class LiveSession:
         self._rec_trials: list[Trial] = []
         self._rec_events: list[tuple[float, str, Any]] = []
         self._n_mains = 0
+        self._rec_clock: list[np.ndarray] = []
+        #: Stream index at which the EMG stream came back after an outage, until the gap
+        #: it left is found (-1: none pending).
+        self._back_at = -1
+        #: EMG samples received so far (the stream index of the next one).
+        self._n_received = 0
         self._last_flush = self._last_full_gc = 0.0
         # the Pipeline, built in the background (`_build_pipeline`), and what arrived before
         self._warm: threading.Thread | None = None
@@ -385,6 +393,11 @@ class LiveSession:
         self._live_from_local_s = math.nan
         self._stored_data = False  # the first samples are written at once
         self._ready = threading.Event()  # measuring, or stopped
+
+    @property
+    def _fitted_clock(self):
+        """The EMG stream's clock model (`mepkit.sources.clock.ClockModel`), once measuring."""
+        return self.pipeline.clock if self.pipeline is not None else None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveSession":
@@ -407,7 +420,7 @@ class LiveSession:
         self._stop.clear()
         self._last_flush = self._last_full_gc = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="mepkit-live", daemon=True)
-        self.started_local_s = self._clock()
+        self.started_local_s = self._local_clock()
         _GcHold.acquire()  # released by the thread when it ends
         try:
             self._thread.start()
@@ -512,8 +525,8 @@ class LiveSession:
         return LiveStatus(
             running=self.running,
             samples=emg.n_samples if emg else 0,
-            drops=emg.n_dropped if emg else 0,
-            gaps=emg.n_gaps if emg else 0,
+            drops=self._fitted_clock.n_missing if self._fitted_clock is not None else 0,
+            gaps=self._fitted_clock.n_gaps if self._fitted_clock is not None else 0,
             outages=emg.n_outages if emg else 0,
             lag_s=emg.lag_s() if emg else math.nan,
             markers=self._n_markers, trials=n_tr, detected=n_det, rejected=n_rej,
@@ -537,7 +550,7 @@ class LiveSession:
     def now_s(self) -> float:
         """Now on the EMG clock (the clock of trial and record times)."""
         self._check_started("now_s")
-        return self.emg.to_emg_clock(self._clock())
+        return self.emg.to_emg_clock(self._local_clock())
 
     def background_rms_uv(self, channel: int | str, duration_s: float = 0.5,
                           block_s: float = 0.1) -> BackgroundLevel:
@@ -597,7 +610,7 @@ class LiveSession:
 
     # ------------------------------------------------------------------ opening
     @staticmethod
-    def _clock() -> float:
+    def _local_clock() -> float:
         import pylsl
 
         return pylsl.local_clock()
@@ -665,7 +678,7 @@ class LiveSession:
         kw = dict(sfreq_hz=meta.sfreq_hz, channel_labels=meta.channel_labels,
                   scale_to_uv=scales, trigger_channel=trig_idx,
                   artifact_triggers=self.artifact_triggers, marker_filter=self.marker_filter,
-                  buffer_s=self.buffer_s, monitor=True)
+                  buffer_s=self.buffer_s, monitor=True, stream_name=meta.name)
         self._warm = threading.Thread(target=self._build_pipeline, args=(kw,),
                                       name="mepkit-live-warm-up", daemon=True)
         self._warm.start()
@@ -760,7 +773,7 @@ class LiveSession:
             finally:
                 self._ready.set()
                 _GcHold.release()
-                self.stopped_local_s = self._clock()
+                self.stopped_local_s = self._local_clock()
                 self._queue.put(_END)
 
     def _loop(self) -> None:
@@ -785,22 +798,22 @@ class LiveSession:
                 self.position_inlet.refresh_time_correction(now=now)
                 self._take_positions()
             # wait in liblsl (up to `poll`, waking on data) unless markers need handling now
-            data, ts, gaps = emg.pull(0.0 if check else poll, now)
+            data, ts, back = emg.pull(0.0 if check else poll, now)
             if ts.shape[0]:
-                self._take_samples(data, ts, gaps)
+                self._take_samples(data, ts, back)
             elif check:
                 trials = self.pipeline.push(empty_x, empty_t)
                 if trials:
                     self._deliver(trials, emg.to_emg_clock(clock()))
             self._housekeeping()
         # stopped: drain what already arrived, then finish
-        data, ts, gaps = emg.pull()
+        data, ts, back = emg.pull()
         if mk is not None:
             self._take_markers()
         if self.position_inlet is not None:
             self._take_positions()
         if ts.shape[0]:
-            self._take_samples(data, ts, gaps)
+            self._take_samples(data, ts, back)
         if self.pipeline is None:
             self._warm.join()
             self._start_measuring()
@@ -831,15 +844,18 @@ class LiveSession:
             trials = pipe.push(x, t)
             if trials:
                 self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
+            self._take_clock()
             if pipe.n_mains_decisions > self._n_mains:
                 self._on_mains(float(t[-1]))
 
-    def _take_samples(self, data: np.ndarray, ts: np.ndarray, gaps: Sequence[Any]) -> None:
-        """Samples pulled: note gaps, measure what completed, deliver, keep them for the record."""
+    def _take_samples(self, data: np.ndarray, ts: np.ndarray, back: bool) -> None:
+        """Samples pulled: measure what completed, deliver, keep them and what the clock
+        found (gaps, resets, its mapping) for the record."""
         import pylsl
 
-        if gaps:
-            self._on_gaps(gaps)
+        if back:  # the stream came back after an outage: the gap it left is an outage
+            self._back_at = self._n_received
+        self._n_received += ts.shape[0]
         if self.pipeline is None:  # still loading the kernels
             self._backlog.append((data.copy(), ts))
         else:
@@ -848,8 +864,10 @@ class LiveSession:
                 self._deliver(trials, self.emg.to_emg_clock(pylsl.local_clock()))
         if self.writer is not None:
             self._raw.append((data.copy(), ts))
-        if self.pipeline is not None and self.pipeline.n_mains_decisions > self._n_mains:
-            self._on_mains(float(ts[-1]))
+        if self.pipeline is not None:
+            self._take_clock()
+            if self.pipeline.n_mains_decisions > self._n_mains:
+                self._on_mains(float(ts[-1]))
 
     def _on_mains(self, time_s: float) -> None:
         """New mains decisions: logged, and kept as ``mains`` events of the record."""
@@ -866,6 +884,34 @@ class LiveSession:
     def mains_decisions(self) -> list:
         """The Pipeline's mains decisions so far (empty when ``line_freq_hz`` is set)."""
         return self.pipeline.mains_decisions if self.pipeline is not None else []
+
+    def _take_clock(self) -> None:
+        """What the EMG clock model found since the last call: gaps (an outage when the
+        stream came back), resets and warnings to the log and the record's events, new
+        mapping rows to the record."""
+        clock = self.pipeline.clock
+        if clock is None:
+            return
+        gaps = clock.take_gaps()
+        if self._back_at >= 0:
+            if gaps:
+                gaps[0].outage = True
+                self._back_at = -1
+            elif clock.settled > self._back_at + 2 * clock.P[clock._k.P_MAXPUSH]:
+                self._back_at = -1  # it came back without a gap
+        if gaps:
+            self._on_gaps(gaps)
+        for r in clock.take_resets():
+            if self.writer is not None:
+                self._rec_events.append((r.stamp_s, "clock_reset", {
+                    "index": r.index, "jump_s": r.jump_s}))
+        for msg in clock.take_warnings():
+            if self.writer is not None:
+                self._rec_events.append((self.emg.to_emg_clock(self._local_clock()),
+                                         "clock_warning", msg))
+        rows = clock.take_rows()
+        if self.writer is not None and len(rows):
+            self._rec_clock.append(rows)
 
     def _take_markers(self) -> int:
         """Pull the markers that arrived, map them onto the EMG clock, hand them over."""
@@ -922,8 +968,8 @@ class LiveSession:
             kind = "outage" if (g.outage or g.duration_s >= OUTAGE_MIN_S) else "gap"
             detail = g.as_dict()
             if kind == "gap":
-                logger.warning("EMG gap of %.1f ms at %.3f s (%d samples missing)",
-                               g.duration_s * 1e3, g.start_s, g.n_missing)
+                logger.warning("EMG gap of %.1f ms at %.3f s (%d samples missing before sample "
+                               "%d)", g.duration_s * 1e3, g.start_s, g.n_missing, g.index)
             else:
                 logger.warning("EMG outage from %.3f to %.3f s (%d samples missing); "
                                "trials in it are rejected (gap)", g.start_s, g.end_s, g.n_missing)
@@ -1000,6 +1046,11 @@ class LiveSession:
             t = np.concatenate([r[1] for r in self._rec_positions])
             self._rec_positions = []
             w.append_samples(self._pos_record_name, x, t)
+        if self._rec_clock:
+            rows = np.concatenate(self._rec_clock) if len(self._rec_clock) > 1 \
+                else self._rec_clock[0]
+            self._rec_clock = []
+            w.append_clock(self._emg_record_name, rows)
         if self._rec_markers:
             times, values = zip(*self._rec_markers)
             self._rec_markers = []
@@ -1017,13 +1068,18 @@ class LiveSession:
         if pipe is not None:
             left = pipe.finish()
             if left:
-                self._deliver(left, self.emg.to_emg_clock(self._clock()))
+                self._deliver(left, self.emg.to_emg_clock(self._local_clock()))
+            self._take_clock()
         with self._write_lock:
             if self.writer is not None and not self.writer.closed:
                 if self.emg is not None:
-                    self._rec_events.append((self.emg.to_emg_clock(self._clock()), "stop", {
-                        "samples": self.emg.n_samples, "drops": self.emg.n_dropped,
-                        "gaps": self.emg.n_gaps, "outages": self.emg.n_outages,
+                    clock = self._fitted_clock
+                    self._rec_events.append((self.emg.to_emg_clock(self._local_clock()), "stop", {
+                        "samples": self.emg.n_samples,
+                        "drops": clock.n_missing if clock is not None else 0,
+                        "gaps": clock.n_gaps if clock is not None else 0,
+                        "outages": self.emg.n_outages,
+                        "clock_resets": clock.n_resets if clock is not None else 0,
                         "error": None if self.error is None else str(self.error)}))
                 self._write_pending_locked()
                 self.writer.close()

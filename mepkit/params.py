@@ -106,7 +106,10 @@ class Params:
     notch_q : float
         Quality factor of the monitor's mains notches.
     gap_tolerance_ms : float
-        A timestamp step longer than one sample period plus this is a gap.
+        Stamps later than the stream's fitted clock by more than this (plus half a
+        sample), for good, mean samples are missing (a gap; earlier by as much: a clock
+        reset); see `mepkit.sources.clock`. On the fitted clock, a step longer than one
+        sample period plus this inside an epoch rejects the trial (``gap``).
     clip_run : int
         Consecutive samples stuck at the window's extreme that mark clipping.
     ttl_threshold : float

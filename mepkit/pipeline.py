@@ -142,6 +142,12 @@ class Pipeline:
         0.2 s per channel (live sessions call it at quiet moments and show it).
     first_index : int
         Index of the first trial (a recording measured in parts continues the count).
+    fit_clock : bool
+        Time the samples on the stream's fitted clock (`mepkit.sources.clock.ClockModel`:
+        raw LSL stamps in, as amplifier apps and liblsl make them). False: the timestamps
+        pushed are the samples' times already (a replay of fitted times, ideal stamps).
+    stream_name : str
+        The stream's name, for the clock model's warnings.
 
     Notes
     -----
@@ -151,6 +157,11 @@ class Pipeline:
     decision in force at its stimulus sample (before the first decision, the samples of
     the stream up to its stimulus). ``line_freq_hz`` is the decision in force and
     ``mains_decisions`` every decision with its sample index.
+
+    With a fitted clock, samples whose time is still provisional (the first moments of a
+    stream, late stamps not yet known to be a stall or a loss) are buffered but not used
+    by any trial (nor by the mains detector) until their time is final; ``clock`` holds
+    the model, its mapping rows, gaps and resets.
     """
 
     def __init__(
@@ -166,6 +177,8 @@ class Pipeline:
         buffer_s: float = 4.0,
         monitor: bool = False,
         first_index: int = 0,
+        fit_clock: bool = True,
+        stream_name: str = "",
     ) -> None:
         self.params = params if params is not None else Params()
         self.sfreq_hz = float(sfreq_hz)
@@ -214,7 +227,19 @@ class Pipeline:
         self.n_late_triggers = 0
         self.n_gaps = 0
         self.n_clock_resets = 0
-        self._prev_last_ts: float | None = None
+        self.clock = None
+        if fit_clock:
+            from mepkit.sources.clock import ClockModel
+
+            self.clock = ClockModel(self.sfreq_hz, tolerance_s=p.gap_tolerance_ms / 1000.0,
+                                    name=stream_name)
+        #: Samples (since the last reset) whose time is final; trials use only these.
+        self._n_ready = 0
+        #: Stream index of this timeline's first sample (the clock counts from the start).
+        self._abs0 = 0
+        self._fitted = np.zeros(0)
+        #: Triggers found on samples whose time is not final yet: (sample, stim, shift_s).
+        self._sample_triggers: list[tuple[int, StimInfo, float]] = []
         refractory = int(round(p.refractory_ms / self.dt_ms))
         self._refractory = float(refractory)
         self._ttl_state = np.array([-1.0, 0.0])
@@ -278,6 +303,12 @@ class Pipeline:
         out = self._outputs()
         self._kf.trial_finish(0, 0.0, False, w, st, xs, d.prm, *out)
         self._state_pool.append((w, st, xs))
+        if self.clock is not None:  # the clock kernel, on a throw-away model
+            from mepkit.sources.clock import ClockModel
+
+            c = ClockModel(self.sfreq_hz)
+            c.update(np.arange(4.0) / self.sfreq_hz, np.empty(4))
+            c.finish()
 
     # ------------------------------------------------------------------ mains
     @property
@@ -305,10 +336,10 @@ class Pipeline:
         trials are measured; nothing to do (one comparison) between blocks."""
         if self._mains is None:
             return
-        while self._mains.next_block_end <= self.n_samples:
+        while self._mains.next_block_end <= self._n_ready:
             end = self._mains.next_block_end
             data, _, held = self._view()
-            base = self.n_samples - held
+            base = self._n_ready - held
             rows = data[max(0, end - self._mains.block_n - base):end - base]
             d = self._mains.add_block(rows)
             if d is not None:
@@ -370,7 +401,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ data
     def push(self, samples: np.ndarray, timestamps: np.ndarray) -> list[Trial]:
-        """Append a chunk (n_samples, n_channels) with its timestamps; return completed trials."""
+        """Append a chunk (n_samples, n_channels) with its timestamps; return completed trials.
+
+        The timestamps are the raw stamps as received (with ``fit_clock``, the default) or
+        the samples' times (without)."""
         x = np.asarray(samples)
         ts = np.ascontiguousarray(timestamps, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_stream_channels:
@@ -382,17 +416,41 @@ class Pipeline:
         self._chunk_n = n
         if n == 0:
             return self._complete()
-        # a clock that jumps backwards (reset): finish the old timeline, start afresh
+        if self.clock is None:
+            return self._push_times(x, ts)
+        if self._fitted.shape[0] < n:
+            self._fitted = np.empty(max(n, 2 * self._fitted.shape[0], 256))
+        fitted = self._fitted[:n]
+        out: list[Trial] = []
+        pos = 0
+        while pos < n:
+            m = self.clock.update(ts[pos:], fitted[pos:])
+            if m:
+                out += self._write(x[pos:pos + m], fitted[pos:pos + m])
+            pos += m
+            if pos < n:  # the clock starts a new timeline at the next sample
+                out += self._clock_reset()
+        return out
+
+    def _push_times(self, x: np.ndarray, ts: np.ndarray) -> list[Trial]:
+        """Samples whose timestamps are their times: a step back is a clock reset."""
+        n = x.shape[0]
         tol = self.params.gap_tolerance_ms / 1000.0
         if ts[0] < self.last_time_s - tol:
-            return self._clock_reset() + self.push(x, ts)
+            return self._clock_reset() + self._push_times(x, ts)
         if n > 1:
             back = np.flatnonzero(ts[1:] < ts[:-1] - tol)
             if back.size:
                 cut = int(back[0]) + 1
-                return self.push(x[:cut], ts[:cut]) + self.push(x[cut:], ts[cut:])
+                return self._push_times(x[:cut], ts[:cut]) + self._push_times(x[cut:], ts[cut:])
+        return self._write(x, ts)
+
+    def _write(self, x: np.ndarray, ts: np.ndarray) -> list[Trial]:
+        """Append samples with their times (final up to the clock's settled sample)."""
+        n = x.shape[0]
+        first = self.n_samples
         if self._trig_idx is not None:
-            self._detect_ttl(np.ascontiguousarray(x[:, self._trig_idx], dtype=np.float64), ts)
+            self._detect_ttl(np.ascontiguousarray(x[:, self._trig_idx], dtype=np.float64), first)
             emg = x[:, self._emg_idx]
         else:
             emg = x
@@ -400,7 +458,9 @@ class Pipeline:
         if not self._unit_scale_is_one:
             emg = emg * self._scale
         if self.artifact_triggers:
-            self._detect_artifacts(emg, ts)
+            self._detect_artifacts(emg, first)
+        if self.clock is not None and self.clock.fix_from >= 0:
+            self._refit_ring(self.clock.fix_from - self._abs0, first)
         # write in pieces no longer than the ring so nothing is overwritten unread
         start = 0
         while start < n:
@@ -410,9 +470,9 @@ class Pipeline:
                 self._pos = self._k.ring_write(self._buf, self._ts, self._pos, self.capacity,
                                                emg[start:stop], ts[start:stop])
                 self.n_samples += stop - start
-                self.last_time_s = float(ts[stop - 1])
             finally:
                 self._ring_seq += 1
+            self._set_ready()
             start = stop
             if start < n:
                 trials = self._complete()
@@ -426,8 +486,59 @@ class Pipeline:
         self._update_mains()
         return out
 
+    def _set_ready(self) -> None:
+        """Samples whose time is final: up to the clock's settled one (all without a clock)."""
+        if self.clock is None:
+            ready = self.n_samples
+        else:
+            ready = min(self.n_samples, max(self._n_ready, self.clock.settled - self._abs0))
+        self._n_ready = ready
+        if ready:
+            self.last_time_s = float(self._ts[self._ring_row(ready - 1)])
+            if self._sample_triggers:
+                self._take_sample_triggers()
+
+    def _ring_row(self, j: int) -> int:
+        """Position in the ring of sample ``j`` (counted since the last reset)."""
+        return (self._pos - (self.n_samples - j)) % self.capacity
+
+    def _refit_ring(self, a: int, b: int) -> None:
+        """The clock changed the times of samples ``a .. b - 1``: rewrite them in the ring."""
+        a = max(a, self.n_samples - self.capacity, 0)
+        if a >= b:
+            return
+        times = self.clock.times(self._abs0 + a, self._abs0 + b)
+        rows = (self._pos - (self.n_samples - np.arange(a, b))) % self.capacity
+        self._ring_seq += 1
+        try:
+            self._ts[rows] = times
+            self._ts[rows + self.capacity] = times
+        finally:
+            self._ring_seq += 1
+
+    def _take_sample_triggers(self) -> None:
+        """Triggers found on samples whose time has become final are registered now."""
+        keep = []
+        for j, stim, shift in self._sample_triggers:
+            if j < self._n_ready:
+                if self.n_samples - j <= self.capacity:
+                    self.add_trigger(float(self._ts[self._ring_row(j)]) + shift, stim)
+            else:
+                keep.append((j, stim, shift))
+        self._sample_triggers = keep
+
     def finish(self) -> list[Trial]:
         """End of data: trials still waiting are returned as invalid (window incomplete)."""
+        out: list[Trial] = []
+        if self.clock is not None and self.n_samples:
+            self.clock.finish()
+            if self.clock.fix_from >= 0:
+                self._refit_ring(self.clock.fix_from - self._abs0, self.n_samples)
+            self._set_ready()
+            out = self._complete()
+        return out + self._finish_pending()
+
+    def _finish_pending(self) -> list[Trial]:
         out = []
         for pend in self._pending:
             logger.warning("trial %d at %.4f s: the recording ends before its response window "
@@ -438,12 +549,17 @@ class Pipeline:
         return out
 
     def _clock_reset(self) -> list[Trial]:
-        logger.warning("EMG clock jumped back from %.4f s; restarting the buffer on the new clock",
-                       self.last_time_s)
-        out = self.finish()
-        self._ring_seq += 1
+        if self.clock is None:
+            logger.warning("EMG clock jumped back from %.4f s; restarting the buffer on the new "
+                           "clock", self.last_time_s)
+        out = self._finish_pending()
+        self._ring_seq += 1  # odd: the ring restarts (`recent_samples` waits)
         self.n_samples = 0
+        self._n_ready = 0
         self._pos = 0
+        self._sample_triggers = []
+        if self.clock is not None:
+            self._abs0 = self.clock.n_samples
         self.last_time_s = -math.inf
         self._ring_seq += 1
         self.n_clock_resets += 1
@@ -529,20 +645,20 @@ class Pipeline:
         return (float(ts[lo]) - time_s) * 1000.0, data[lo:hi, channels]
 
     # ------------------------------------------------------------------ internals
-    def _detect_ttl(self, trig: np.ndarray, ts: np.ndarray) -> None:
+    def _detect_ttl(self, trig: np.ndarray, first: int) -> None:
         n = self._k.ttl_rising_edges(trig, self.params.ttl_threshold, self._refractory,
                                      self._ttl_state, self._edges)
         if n == self._edges.shape[0]:  # pathological: very many edges in one chunk
             logger.warning("more than %d TTL edges in one chunk; extra edges ignored", n)
         for i in self._edges[:n]:
-            self.add_trigger(float(ts[i]), StimInfo(label="TTL"))
+            self._sample_triggers.append((first + int(i), StimInfo(label="TTL"), 0.0))
 
-    def _detect_artifacts(self, emg: np.ndarray, ts: np.ndarray) -> None:
+    def _detect_artifacts(self, emg: np.ndarray, first: int) -> None:
         n = self._k.artifact_onsets(emg, self.params.artifact_step_uv, self._refractory,
                                     self._art_state, self._art_prev, self._edges)
         half = 0.5 / self.sfreq_hz
         for i in self._edges[:n]:
-            self.add_trigger(float(ts[i]) - half, StimInfo(label="artifact"))
+            self._sample_triggers.append((first + int(i), StimInfo(label="artifact"), -half))
 
     def update_monitor(self) -> np.ndarray:
         """Run the background monitor over the samples pushed since the last call (at most
@@ -550,21 +666,23 @@ class Pipeline:
         a few times a second, when no trial waits, so it never delays a result."""
         if self._monitor is None:
             return self.monitor_rms_uv
-        if self.n_samples < self._monitor_done:  # a clock reset restarted the buffer
+        if self._n_ready < self._monitor_done:  # a clock reset restarted the buffer
             self._monitor_done = 0
-        new = min(self.n_samples - self._monitor_done, self.capacity)
+        new = min(self._n_ready - self._monitor_done, self.capacity)
         if new > 0:
             data, _, held = self._view()
             y = self._monitor.process(data[held - new:])
             self._monitor_tail = np.concatenate([self._monitor_tail, y])[-self._monitor_n:]
             self.monitor_rms_uv = np.sqrt(np.mean(self._monitor_tail ** 2, axis=0))
-            self._monitor_done = self.n_samples
+            self._monitor_done = self._n_ready
         return self.monitor_rms_uv
 
     def _view(self) -> tuple[np.ndarray, np.ndarray, int]:
-        held = min(self.n_samples, self.capacity)
-        lo = self._pos + self.capacity - held
-        hi = self._pos + self.capacity
+        """The ring's samples whose time is final (oldest first) and how many."""
+        tail = self.n_samples - self._n_ready
+        held = max(0, min(self._n_ready, self.capacity - tail))
+        hi = self._pos + self.capacity - tail
+        lo = hi - held
         return self._buf[lo:hi], self._ts[lo:hi], held
 
     def _invalid_trial(self, pend: _Pending, reason: str = "invalid") -> Trial:
@@ -583,10 +701,12 @@ class Pipeline:
         but not yet its whole window is started and advanced over the samples that
         arrived, so when its last sample comes little work is left (its results are the
         same bit for bit)."""
-        if not self._pending or self.n_samples == 0:
+        if not self._pending or self._n_ready == 0:
             return []
         data, ts, held = self._view()
-        base = self.n_samples - held  # absolute index of the view's first row
+        if held <= 0:
+            return []
+        base = self._n_ready - held  # index of the view's first row (since the last reset)
         ready: list[tuple[_Pending, int]] = []
         done: list[_Pending] = []
         late: list[_Pending] = []
@@ -671,7 +791,7 @@ class Pipeline:
 
     def _advance(self, pend: _Pending) -> bool:
         """Process the trial's rows that arrived; True when every row it needs is here."""
-        avail = self.n_samples - pend.abs0
+        avail = self._n_ready - pend.abs0
         d = pend.design
         w, st, xs = pend.state
         complete = avail >= w[self._kf.W_NEED]

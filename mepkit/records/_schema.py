@@ -33,6 +33,14 @@ FIXED_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "events": (("time_s", "float64"), ("kind", "text"), ("detail", "text")),
 }
 
+#: Columns of a stream's clock mapping table ``/clock/<stream>`` (see mepkit.sources.clock):
+#: row j times samples sample_index[j] <= k < sample_index[j+1] as
+#: time_s[j] + (k - sample_index[j]) / rate_hz[j]; timeline increments at a clock reset.
+CLOCK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sample_index", "int64"), ("time_s", "float64"), ("rate_hz", "float64"),
+    ("timeline", "int64"),
+)
+
 #: Fill values used when an appended batch lacks a declared column.
 FILL = {"float64": math.nan, "int64": -1, "bool": False, "text": ""}
 

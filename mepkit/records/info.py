@@ -43,6 +43,11 @@ def format_info(record: Record) -> str:
                    f"{st.nominal_srate_hz:g} Hz, {st.n_samples} samples")
         chans = ", ".join(f"{lab} [{unit}]" for lab, unit in zip(st.channel_labels, st.units))
         out.append(f"    channels: {chans}")
+        rows = getattr(st, "clock_rows", None)
+        if rows is not None and len(rows):
+            n_tl = int(len(np.unique(rows[:, 3])))
+            out.append(f"    clock: fitted, {rows[-1, 2]:.3f} Hz at the end, {len(rows)} mapping "
+                       f"rows" + (f", {n_tl} timelines (clock resets)" if n_tl > 1 else ""))
     if not record.streams:
         out.append("  streams: none")
     times, _ = record.markers

@@ -73,6 +73,25 @@ class RecordStream:
                 f"during a flush); using the first {self.n_samples}")
         self._data: np.ndarray | None = None
         self._timestamps: np.ndarray | None = None
+        self.clock_rows = self._clock(record, name)
+
+    @staticmethod
+    def _clock(record: "Record", name: str) -> np.ndarray | None:
+        """The stream's clock mapping ``(m, 4)``; None when the record has none."""
+        path = f"clock/{name}"
+        if path not in record._file:
+            return None
+        try:
+            cols, n = _read_table(record._file[path])
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            record.warnings.append(f"/{path} is damaged and was not read ({exc}); the clock is "
+                                   f"fitted from the raw time stamps")
+            return None
+        if n == 0:
+            return None
+        return np.column_stack([np.asarray(cols["sample_index"][:n], dtype=np.float64),
+                                cols["time_s"][:n], cols["rate_hz"][:n],
+                                np.asarray(cols["timeline"][:n], dtype=np.float64)])
 
     def read(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(data (k, ch) as stored, in `units`, timestamps (k,) float64 s)``.

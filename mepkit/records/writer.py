@@ -26,8 +26,8 @@ import numpy as np
 from mepkit.errors import MepkitError
 from mepkit.params import Params
 from mepkit.records._schema import (
-    FILL, FIXED_TABLES, FORMAT_NAME, FORMAT_VERSION, TRIAL_COLUMN_KINDS, RecordExistsError,
-    normalize_kind,
+    CLOCK_COLUMNS, FILL, FIXED_TABLES, FORMAT_NAME, FORMAT_VERSION, TRIAL_COLUMN_KINDS,
+    RecordExistsError, normalize_kind,
 )
 from mepkit.units import scale_to_uv
 
@@ -420,6 +420,7 @@ class RecordWriter:
             st.data.attrs["units"] = units
             st.timestamps.attrs["units"] = "s"
             self._streams[name] = st
+            self._tables[f"clock/{name}"] = _Table(f, f"clock/{name}", CLOCK_COLUMNS)
         self._tables["trials"] = _Table(f, "trials", list(self._trial_kinds.items()))
         for path, cols in FIXED_TABLES.items():
             self._tables[path] = _Table(f, path, cols)
@@ -524,6 +525,17 @@ class RecordWriter:
             st.n += x.shape[0]
         finally:
             self._end()
+
+    def append_clock(self, name: str, rows: Any) -> None:
+        """Append rows ``(sample_index, time_s, rate_hz, timeline)`` of a stream's clock
+        mapping (`mepkit.sources.clock`): how its samples are timed."""
+        if name not in self._stream_specs:
+            raise MepkitError(f"{self.path}: no stream {name!r}; declared: "
+                              f"{list(self._stream_specs)}")
+        r = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        self._append_table(f"clock/{name}", {
+            "sample_index": r[:, 0].astype(np.int64), "time_s": r[:, 1], "rate_hz": r[:, 2],
+            "timeline": r[:, 3].astype(np.int64)}, r.shape[0])
 
     def _append_table(self, path: str, batch: Mapping[str, Sequence[Any]], n: int) -> None:
         if n == 0:

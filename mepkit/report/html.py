@@ -534,7 +534,11 @@ class _Builder:
         bg_sel = (rel_ms >= bg0) & (rel_ms < bg1)
         art = (rel_ms >= p.artifact_window_ms[0]) & (rel_ms <= p.artifact_window_ms[1])
         keep = rel_ms >= show0
-        ts = np.asarray(r.timestamps, float)
+        from mepkit.analyze import _assign_markers, recording_clock
+
+        # samples on the stream's fitted clock, as the measurement timed them
+        fit = recording_clock(r, p)
+        ts = fit.times()
         trials = t.drop_duplicates("trial").sort_values("stim_time_s")
         cond = _condition_names(trials)
         chans = [c for c in dict.fromkeys(t["channel"].astype(str)) if c in labels]
@@ -545,11 +549,9 @@ class _Builder:
             s.parts.append(_p(f"the first {MAX_PANELS} of {len(chans)} channels are shown"))
             chans = chans[:MAX_PANELS]
         idx = [labels.index(c) for c in chans]
-        from mepkit.analyze import _assign_markers, clock_segments
-
         # a clock that jumps back (reset): each trial is looked up on its own part of the
         # stream, assigned as the measurement assigned its marker
-        segments = clock_segments(ts, p.gap_tolerance_ms / 1000.0)
+        segments = fit.timelines
         in_order = trials.sort_values("trial")
         stims = in_order["stim_time_s"].to_numpy(float)
         seg_of = dict(zip(in_order["trial"].to_numpy(int),

@@ -20,12 +20,22 @@
 
 Timing
 ------
-Sample ``k`` (counted from the start) has the time stamp ``t0 + k / sfreq_hz``
-where ``t0 = pylsl.local_clock()`` at :meth:`SimulatedAmplifier.start`.  A
-sample is pushed as soon as the clock has reached its time stamp, in chunks of
+Sample ``k`` (counted from the start) is taken at ``t0 + k / (sfreq_hz * (1 +
+drift_ppm * 1e-6))`` where ``t0 = pylsl.local_clock()`` at
+:meth:`SimulatedAmplifier.start` (the amplifier's clock runs ``drift_ppm`` fast
+against the computer's): its *true time*, :meth:`SimulatedAmplifier.time_of_sample`.
+A sample is pushed as soon as the clock has reached its true time, in chunks of
 ``chunk_ms`` (1 ms by default: 5 samples at 5 kHz), so the stream is real time
 and a sample waits at most about one chunk plus the thread's wake-up jitter
 before it is on the wire (see :meth:`SimulatedAmplifier.timing_stats`).
+
+By default the chunks are pushed **without time stamps**, as most amplifier apps do:
+liblsl stamps each chunk's last sample with the clock at the push and back-fills the
+others at the nominal rate, so the stamps are late by the push delay and wobble at
+every chunk edge. With ``stall_every_s`` the pushing thread stalls now and then
+(``stall_ms``) and pushes the chunks due meanwhile back to back when it resumes, each
+stamped at about that moment. ``stamps="ideal"`` stamps every sample with its true time
+instead. Either way the ground truth (pulse sample index and true time) is exact.
 
 A pulse fired with :meth:`SimulatedAmplifier.fire` lands on the next sample not
 yet pushed (or on the first sample at or after ``at_s``); its artifact starts
@@ -91,6 +101,15 @@ class SimulatedAmplifier:
         Push granularity.
     marker_delay_s : float
         Push each marker this long after its pulse sample (time stamps stay exact).
+    stamps : {"push", "ideal"}
+        ``"push"`` (default): chunks without time stamps, stamped by liblsl at the push,
+        like real amplifier apps; ``"ideal"``: each sample stamped with its true time.
+    drift_ppm : float
+        The amplifier's clock runs this much fast against the computer's (negative: slow).
+    stall_every_s : float, optional
+        Mean time between stalls of the pushing thread (exponential); None: no stalls.
+    stall_ms : (float, float)
+        Range of stall durations (uniform), ms.
     seed : int
         Seed of the background EMG and of :meth:`auto_pulses`.
     navigation : bool
@@ -127,6 +146,10 @@ class SimulatedAmplifier:
         ttl: bool = False,
         chunk_ms: float = 1.0,
         marker_delay_s: float = 0.0,
+        stamps: str = "push",
+        drift_ppm: float = 0.0,
+        stall_every_s: float | None = None,
+        stall_ms: tuple[float, float] = (3.0, 15.0),
         seed: int = 0,
         navigation: bool = False,
         navigation_rate_hz: float = 30.0,
@@ -164,6 +187,24 @@ class SimulatedAmplifier:
         self.marker_delay_s = float(marker_delay_s)
         if not (math.isfinite(self.marker_delay_s) and self.marker_delay_s >= 0):
             raise ValueError(f"marker_delay_s must be >= 0, got {marker_delay_s!r}")
+        if stamps not in ("push", "ideal"):
+            raise ValueError(f"stamps must be 'push' or 'ideal', got {stamps!r}")
+        self.stamps = stamps
+        self.drift_ppm = float(drift_ppm)
+        if not (math.isfinite(self.drift_ppm) and abs(self.drift_ppm) < 1e4):
+            raise ValueError(f"drift_ppm must be a number of ppm (|x| < 10000), got {drift_ppm!r}")
+        #: Rate at which the amplifier really takes samples (computer clock).
+        self.true_rate_hz = self.sfreq_hz * (1.0 + self.drift_ppm * 1e-6)
+        if stall_every_s is not None and not float(stall_every_s) > 0:
+            raise ValueError(f"stall_every_s must be > 0 or None, got {stall_every_s!r}")
+        self.stall_every_s = None if stall_every_s is None else float(stall_every_s)
+        lo, hi = (float(v) for v in stall_ms)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"stall_ms must be (MIN, MAX) with 0 <= MIN <= MAX, got {stall_ms!r}")
+        self.stall_ms = (lo, hi)
+        self.n_stalls = 0
+        self._drops: list[tuple[int, int]] = []
+        self._stall_rng = np.random.default_rng([int(seed), 11])
         self.seed = int(seed)
         self._synth = self.subject.make_emg_synth(self.sfreq_hz, len(labels), seed=self.seed)
         self._ttl_n = max(1, int(round(_TTL_MS * self.sfreq_hz / 1000.0)))
@@ -330,8 +371,8 @@ class SimulatedAmplifier:
         return self._t0
 
     def time_of_sample(self, k: int) -> float:
-        """Time stamp of absolute sample ``k``."""
-        return self._t0 + (k - self._k0) / self.sfreq_hz
+        """True time of absolute sample ``k`` (when the amplifier took it, LSL clock)."""
+        return self._t0 + (k - self._k0) / self.true_rate_hz
 
     @property
     def n_pushed(self) -> int:
@@ -462,7 +503,8 @@ class SimulatedAmplifier:
             raise RuntimeError("the simulated amplifier is not running: call start() first")
         k = self._synth.position
         if at_s is not None:
-            k = max(k, int(math.ceil((float(at_s) - self._t0) * self.sfreq_hz - 1e-6)) + self._k0)
+            k = max(k, int(math.ceil((float(at_s) - self._t0) * self.true_rate_hz - 1e-6))
+                    + self._k0)
         return k
 
     def _fire_locked(self, k: int, intensity: float, x_mm, y_mm, hemisphere: str,
@@ -500,6 +542,13 @@ class SimulatedAmplifier:
             self._pending.append(pulse)
             self._pending.sort(key=lambda p: p.sample_index)
         return pulse
+
+    def drop_samples(self, start: int, n: int) -> None:
+        """Lose samples ``start .. start + n - 1`` between the amplifier and the app: they
+        are never pushed (the app goes on with the next ones), as when a USB or radio link
+        drops packets. Their ground truth is kept."""
+        with self._lock:
+            self._drops.append((int(start), int(start) + int(n)))
 
     def wait_pushed(self, pulse: Pulse, timeout: float = 1.0) -> bool:
         """Wait until the pulse's sample (and marker, unless delayed) has been pushed."""
@@ -552,7 +601,7 @@ class SimulatedAmplifier:
         return [p.as_dict() for p in self.pulses]
 
     def timing_stats(self) -> dict[str, float]:
-        """Push lag (ms): clock at push minus the time stamp of the chunk's last sample."""
+        """Push lag (ms): clock after the push minus the true time of the chunk's last sample."""
         n = min(self._n_lags, _N_LAG)
         lag = self._lags[:n] * 1000.0
         if n == 0:
@@ -616,15 +665,22 @@ class SimulatedAmplifier:
         import pylsl
 
         clock = pylsl.local_clock
-        fs, chunk = self.sfreq_hz, self.chunk_samples
+        fs, chunk = self.true_rate_hz, self.chunk_samples
         max_push = max(chunk, int(math.ceil(_MAX_PUSH_S * fs)))
         emg_out, mk_out = self._emg_outlet, self._marker_outlet
         n_emg = len(self.emg_channels)
         block = np.zeros((max_push, len(self.channels)), dtype=np.float32)
         t0, k0 = self._t0, self._k0
+        ideal = self.stamps == "ideal"
+        per_sample = ideal and self.drift_ppm != 0.0
+        stall_at = self._next_stall(clock())
         while not self._stop_evt.is_set():
             now = clock()
-            due = k0 + int(math.floor((now - t0) * fs)) + 1  # samples whose stamp <= now
+            if now >= stall_at:  # the app is held up; the chunks due meanwhile wait
+                self._stall()
+                stall_at = self._next_stall(clock())
+                continue
+            due = k0 + int(math.floor((now - t0) * fs)) + 1  # samples taken by now
             pos = self._pushed
             n = min(due - pos, max_push)
             to_push: list[Pulse] = []
@@ -641,7 +697,22 @@ class SimulatedAmplifier:
                             if lo < hi:
                                 out[lo - pos:hi - pos, n_emg] = 1.0
                         self._ttl_on = [(a, b) for a, b in self._ttl_on if b > pos + n]
-                emg_out.push_chunk(out, t0 + (pos + n - 1 - k0) / fs)
+                kept = np.arange(pos, pos + n)
+                if self._drops:
+                    lost = np.zeros(n, dtype=bool)
+                    for a, b in self._drops:
+                        lost |= (kept >= a) & (kept < b)
+                    if lost.any():
+                        out, kept = out[~lost], kept[~lost]
+                if ideal and len(kept):
+                    if per_sample or len(kept) < n:
+                        emg_out.push_chunk(out, [t0 + (k - k0) / fs for k in kept.tolist()])
+                    else:
+                        emg_out.push_chunk(out, t0 + (pos + n - 1 - k0) / fs)
+                elif len(kept):
+                    # as amplifier apps do: one push per chunk, no stamp (liblsl stamps it now)
+                    for a in range(0, len(kept), chunk):
+                        emg_out.push_chunk(out[a:min(len(kept), a + chunk)])
                 self._lags[self._n_lags % _N_LAG] = clock() - (t0 + (pos + n - 1 - k0) / fs)
                 self._n_lags += 1
                 self._pushed = pos + n
@@ -657,6 +728,16 @@ class SimulatedAmplifier:
                 self._push_navigation(clock())
             # sleep until the next chunk is due
             wake = t0 + (self._pushed + chunk - 1 - k0) / fs
-            wait = wake - clock()
+            wait = min(wake, stall_at) - clock()
             if wait > 0:
                 time.sleep(min(wait, 0.01))
+
+    def _next_stall(self, now: float) -> float:
+        if self.stall_every_s is None:
+            return math.inf
+        return now + float(self._stall_rng.exponential(self.stall_every_s))
+
+    def _stall(self) -> None:
+        lo, hi = self.stall_ms
+        time.sleep(float(self._stall_rng.uniform(lo, hi)) / 1000.0)
+        self.n_stalls += 1

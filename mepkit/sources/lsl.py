@@ -3,10 +3,12 @@
 Clocks
 ------
 Every LSL timestamp is on the clock of the machine that pushed it. mepkit keeps
-the EMG samples' own timestamps untouched (the *EMG clock*: the raw data, its
-gaps and its record stay exactly as the amplifier sent them) and maps everything
-else onto it with each inlet's ``time_correction()`` — the offset that, added to a
-remote timestamp, gives local time (liblsl documentation):
+the EMG samples' own timestamps untouched (the raw stamps go to the record as they
+came) and times the samples on the stream's fitted clock (`mepkit.sources.clock`: most
+amplifier apps push without stamps, so liblsl stamps each chunk at the push and the
+stamps wobble); the *EMG clock* is that fitted clock. Everything else is mapped onto it
+with each inlet's ``time_correction()`` — the offset that, added to a remote timestamp,
+gives local time (liblsl documentation):
 
     marker time on the EMG clock = t_marker + tc_marker - tc_emg
     now on the EMG clock         = local_clock() - tc_emg
@@ -37,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mepkit.errors import MepkitError, StreamNotFoundError
+from mepkit.sources.clock import Gap
 
 __all__ = [
     "StreamMeta", "Gap", "LslInlet", "MarkerInlet", "resolve_stream", "list_streams",
@@ -193,25 +196,9 @@ def resolve_stream(*, name: str | None = None, type: str | None = None,
 
 
 # ---------------------------------------------------------------------------- gaps
-@dataclass
-class Gap:
-    """Missing data between two received samples (EMG clock)."""
-
-    #: Timestamp of the last sample before and the first sample after the gap.
-    start_s: float
-    end_s: float
-    #: Samples missing by the nominal rate (0 for a timestamp that goes backwards).
-    n_missing: int
-    #: True when the stream had gone silent (outlet lost) before this gap closed.
-    outage: bool = False
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"start_s": self.start_s, "end_s": self.end_s,
-                "duration_s": self.end_s - self.start_s, "samples_missing": self.n_missing}
+# Gaps (samples missing) are found by the stream's clock model (mepkit.sources.clock),
+# not from single steps between stamps: stamps made on push wobble at every chunk edge.
+# `Gap` is re-exported here for older imports.
 
 
 def _has_kw(func: Any, name: str) -> bool:
@@ -295,7 +282,7 @@ class LslInlet(_InletBase):
     chunk_capacity : int, optional
         Samples one `pull` may return (default: 0.5 s of data, at least 1024).
     gap_tolerance_ms : float
-        A timestamp step longer than one sample period plus this is a gap.
+        Kept for compatibility; gaps are found by the clock model of the Pipeline.
     outage_after_s : float
         Silence (no samples, by the local clock) after which the stream counts as lost.
     recover : bool
@@ -334,14 +321,11 @@ class LslInlet(_InletBase):
         self._as_numpy = _has_kw(self.inlet.pull_chunk, "as_numpy")
         self._min_samples = _has_kw(self.inlet.pull_chunk, "min_samples")
         self._period_s = 1.0 / m.sfreq_hz
-        self._gap_s = self._period_s + gap_tolerance_ms / 1000.0
         self.outage_after_s = float(outage_after_s)
         self.last_timestamp_s: float | None = None
         self.first_timestamp_s: float | None = None
         self.last_receive_local_s: float | None = None
         self.n_samples = 0
-        self.n_dropped = 0
-        self.n_gaps = 0
         self.n_outages = 0
         self.lost = False
         self._lost_since_local: float | None = None
@@ -377,18 +361,18 @@ class LslInlet(_InletBase):
         return self._buf
 
     def pull(self, wait_s: float = 0.0, now_local_s: float | None = None
-             ) -> tuple[np.ndarray, np.ndarray, list[Gap]]:
-        """Everything available: ``(samples view, timestamps, gaps)``.
+             ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Everything available: ``(samples view, raw timestamps, back)``.
 
         With ``wait_s == 0`` it never blocks. With ``wait_s > 0`` and nothing available,
         it waits inside liblsl up to ``wait_s`` for the first sample and returns as soon
         as one arrives (then drains the rest without waiting): a wake-up on data instead
         of a sleep-and-poll, for the lowest latency at the lowest CPU cost.
 
-        ``samples`` is ``(n, n_channels)`` in the stream's dtype, a view of the buffer.
-        Gaps are found from the timestamps (their step exceeds one period plus the
-        tolerance, or goes backwards); a gap closing after the stream was silent longer
-        than ``outage_after_s`` is an outage.
+        ``samples`` is ``(n, n_channels)`` in the stream's dtype, a view of the buffer;
+        ``timestamps`` are the raw stamps as received. ``back`` is True for the first
+        samples after the stream was silent longer than ``outage_after_s`` (an outage:
+        the gap it left is found by the clock model).
         """
         buf = self._buf
         if self._as_numpy:
@@ -418,20 +402,12 @@ class LslInlet(_InletBase):
                 logger.warning("EMG stream %r silent for %.1f s: outlet gone? Waiting for it "
                                "to come back (source_id %r)", self.meta.name,
                                now - self.last_receive_local_s, self.meta.source_id)
-            return data, ts, []
-        gaps: list[Gap] = []
-        prev = self.last_timestamp_s
-        if prev is not None:
-            self._gaps_between(prev, ts, gaps)
-        elif n > 1:
-            self._gaps_between(None, ts, gaps)
-        if self.lost:
-            if gaps:
-                gaps[0].outage = True
+            return data, ts, False
+        back = self.lost
+        if back:
             self.n_outages += 1
-            logger.warning("EMG stream %r is back after %.1f s%s", self.meta.name,
-                           now - (self._lost_since_local or now),
-                           f"; {gaps[0].n_missing} samples missing" if gaps else "")
+            logger.warning("EMG stream %r is back after %.1f s", self.meta.name,
+                           now - (self._lost_since_local or now))
             self.lost = False
             self._lost_since_local = None
         if self.first_timestamp_s is None:
@@ -439,27 +415,10 @@ class LslInlet(_InletBase):
         self.last_timestamp_s = float(ts[-1])
         self.last_receive_local_s = now
         self.n_samples += n
-        return data, ts, gaps
-
-    def _gaps_between(self, prev: float | None, ts: np.ndarray, gaps: list[Gap]) -> None:
-        if prev is not None:
-            steps = np.diff(ts, prepend=prev)
-        else:
-            steps = np.diff(ts)
-        bad = np.flatnonzero((steps > self._gap_s) | (steps <= 0.0))
-        off = 0 if prev is not None else 1
-        for i in bad:
-            j = i + off  # index in ts of the first sample after the gap
-            before = prev if j == 0 else float(ts[j - 1])
-            after = float(ts[j])
-            step = after - before
-            missing = max(0, int(round(step / self._period_s)) - 1) if step > 0 else 0
-            gaps.append(Gap(before, after, missing))
-            self.n_gaps += 1
-            self.n_dropped += missing
+        return data, ts, back
 
     def lag_s(self, now_local_s: float | None = None) -> float:
-        """Local time on the EMG clock minus the newest sample's timestamp (NaN before data)."""
+        """Local time minus the newest sample's raw stamp (NaN before data)."""
         if self.last_timestamp_s is None:
             return math.nan
         now = self._pylsl.local_clock() if now_local_s is None else now_local_s

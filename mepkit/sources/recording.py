@@ -42,8 +42,9 @@ class Recording:
     #: How the recording's pulses were found when it was made (mepkit records):
     #: ``trigger_channel``, ``artifact_triggers``, ``marker_filter``; else empty.
     pulses: dict[str, Any] = field(default_factory=dict)
-    #: Reserved for the fitted clock mapping of the EMG stream (stored by records).
-    clock: Any = None
+    #: The clock mapping stored with the recording (mepkit records made live), rows of
+    #: (sample_index, time_s, rate_hz, timeline); None: fit it from the raw stamps.
+    clock_rows: Any = None
 
     @property
     def duration_s(self) -> float:

@@ -71,7 +71,7 @@ def _recording(rec, emg_stream: str | None) -> Recording:
                     "nominal_srate": stream.nominal_srate_hz,
                     "channel_count": stream.n_channels, "n_samples": stream.n_samples},
         marker_stream={"name": rec.marker_stream} if len(times) else None,
-        warnings=list(rec.warnings), params=rec.params, source=rec,
+        warnings=list(rec.warnings), params=rec.params, source=rec, clock_rows=stream.clock_rows,
         pulses={k: rec.session[k] for k in ("trigger_channel", "artifact_triggers",
                                              "marker_filter") if rec.session.get(k)},
     )

@@ -1,9 +1,11 @@
 """Reading LabRecorder XDF files (pyxdf) into a :class:`Recording`.
 
 Clocks are synchronised (pyxdf's ClockOffset handling, with clock-reset
-detection); timestamps are *not* dejittered, so that gaps stay visible to the
-pipeline. A file cut off mid-way (the recorder crashed) is read up to the last
-complete chunk, with a warning.
+detection); timestamps are *not* dejittered: the raw stamps are kept, and the EMG
+stream's clock is fitted by `mepkit.sources.clock.fit_clock` (which finds gaps within
+the wobble of stamps made on push, where pyxdf's dejittering would smear them). A file
+cut off mid-way (the recorder crashed) is read up to the last complete chunk, with a
+warning.
 """
 
 from __future__ import annotations

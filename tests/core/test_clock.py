@@ -2,19 +2,22 @@
 
 Stamps made on push (`mepkit.sim.stamps.stamp_on_push`): chunk sizes 1-50 ms, stalls of
 3-15 ms, +-100 ppm drift, a real 50 ms loss inside the wobble; offline (whole stream)
-and live (chunk by chunk), against the true sample times; bad stamps. The model is not
-yet wired into the Pipeline and the readers (issue 8): its tests through `mepkit analyze`
-and the Pipeline come with that wiring.
+and live (chunk by chunk), against the true sample times; XDF files through `mepkit
+analyze`; bad stamps.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
 import numpy as np
 import pytest
 
+from mepkit.batch import analyze_file
+from mepkit.io.xdf_write import XdfStream, write_xdf
+from mepkit.sim.emg import synthesize_recording
 from mepkit.sim.stamps import stamp_on_push
 from mepkit.sources.clock import ClockModel, clock_times, fit_clock, timeline_ranges
 
@@ -234,3 +237,121 @@ def test_stamps_with_nan_are_timed_on_the_fit():
     ts[10000:10040] = np.nan
     fit = fit_clock(ts, FS)
     assert fit.gaps == [] and np.abs(fit.times() - p.true_s).max() < 50e-6
+
+
+def test_live_clock_update_costs_microseconds():
+    import time
+
+    p = stamp_on_push(int(20 * FS), FS, seed=11, chunk_ms=1.0)
+    m = ClockModel(FS)
+    out = np.empty(len(p.stamps))
+    pos = 0
+    t0 = time.perf_counter()
+    for c in p.chunk_n:
+        m.update(p.stamps[pos:pos + c], out[pos:pos + c])
+        pos += c
+    per_chunk = (time.perf_counter() - t0) / len(p.chunk_n)
+    assert per_chunk < 50e-6, f"{per_chunk * 1e6:.1f} us per chunk"
+
+
+# ---------------------------------------------------------------------------- XDF files
+def xdf_with_pushed_stamps(tmp_path, *, seed, losses=(), n_pulses=14, **kw):
+    """An XDF file as LabRecorder writes it from an app pushing without stamps, with MEPs
+    at known amplifier samples and markers at their true times."""
+    rng = np.random.default_rng(seed)
+    dur = 2.0 + 1.5 * n_pulses
+    n = int(dur * FS)
+    pulses = (1.5 + np.arange(n_pulses) * 1.5 + rng.uniform(0, 0.3, n_pulses)) * FS
+    pulses = pulses.astype(int)
+    amps = rng.uniform(300, 2000, (n_pulses, 2))
+    lats = rng.uniform(20, 25, (n_pulses, 2))
+    data, _, _ = synthesize_recording(FS, 2, pulses / FS, amps, lats, duration_s=dur, seed=seed)
+    p = stamp_on_push(n, FS, seed=seed, losses=list(losses), **kw)
+    x = data[p.index].astype(np.float32)
+    # the stimulator stamps the pulse between the pulse sample and the one before
+    frac = rng.uniform(0.05, 0.95, n_pulses)
+    marker_t = p.true_time(pulses) - frac / (FS * (1 + kw.get("drift_ppm", 0.0) * 1e-6))
+    chans = [{"label": c, "unit": "microvolts", "type": "EMG"} for c in ("FDI", "APB")]
+    emg = XdfStream("Amp", "EMG", "float32", FS, x, p.stamps, chans, source_id="amp")
+    mk = XdfStream("Stim", "Markers", "string", 0.0,
+                   [json.dumps({"intensity": 50 + i}) for i in range(n_pulses)], marker_t,
+                   source_id="stim")
+    path = tmp_path / f"pushed-{seed}.xdf"
+    write_xdf(path, [emg, mk], chunk_duration_s=0.5)
+    return str(path), p, pulses, amps, marker_t
+
+
+@pytest.mark.parametrize("case", ["1ms", "50ms", "1-50ms"])
+def test_xdf_with_pushed_stamps_every_trial_valid(tmp_path, case, caplog):
+    caplog.set_level(logging.WARNING)
+    path, p, pulses, amps, marker_t = xdf_with_pushed_stamps(tmp_path, seed=20, **CASES[case])
+    out = analyze_file(path)
+    assert "jump" not in caplog.text and "gap" not in caplog.text
+    assert out.trial.nunique() == len(pulses)
+    assert (out.reject_reason == "").all(), out.reject_reason.value_counts()
+    got = out.pivot(index="trial", columns="channel", values="amplitude_uv")[["FDI", "APB"]]
+    np.testing.assert_allclose(got.to_numpy(), amps, rtol=0.06)
+    # the stimulus sample the pipeline uses, on the fitted clock: within one sample
+    from mepkit.analyze import recording_clock
+    from mepkit.sources.xdf import read_xdf
+
+    times = recording_clock(read_xdf(path)).times()
+    received = np.searchsorted(p.index, pulses)
+    assert np.all(np.abs(stim_sample(times, marker_t) - received) <= 1)
+
+
+def test_xdf_with_a_real_loss_flags_only_its_trial(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    n_pulses = 14
+    rng = np.random.default_rng(21)
+    pulses = ((1.5 + np.arange(n_pulses) * 1.5 + rng.uniform(0, 0.3, n_pulses)) * FS).astype(int)
+    loss_at = pulses[6] / FS - 0.06  # 50 ms lost in the background of pulse 6
+    path, p, pulses, amps, marker_t = xdf_with_pushed_stamps(
+        tmp_path, seed=21, losses=[(loss_at, 0.05)], **CASES["1-50ms"])
+    out = analyze_file(path)
+    reasons = out.groupby("trial")["reject_reason"].first().tolist()
+    assert reasons[6] == "gap" and reasons.count("gap") == 1, reasons
+    assert all(r == "" for i, r in enumerate(reasons) if i != 6)
+    assert "1 gap(s) in the EMG stream, 250 samples missing" in caplog.text
+
+
+# ---------------------------------------------------------------------------- the Pipeline
+@pytest.mark.parametrize("case", ["1ms", "20ms", "1-50ms"])
+def test_pipeline_on_pushed_stamps_no_false_gap_and_rows_reproduce_it(case):
+    """The Pipeline fed chunk by chunk with stamps made on push (as from an LSL inlet):
+    no trial rejected for a gap (a step check rejected about a third), and the batch path
+    given the Pipeline's clock rows (what a record stores) gives the same trials."""
+    from mepkit.analyze import analyze_recording, trials_to_frame
+    from mepkit.pipeline import Pipeline
+    from mepkit.sources.xdf import Recording
+
+    rng = np.random.default_rng(30)
+    n_pulses, dur = 16, 14.0
+    n = int(dur * FS)
+    pulses = ((1.0 + np.arange(n_pulses) * 0.8 + rng.uniform(0, 0.1, n_pulses)) * FS).astype(int)
+    amps = rng.uniform(300, 2000, (n_pulses, 2))
+    data, _, _ = synthesize_recording(FS, 2, pulses / FS, amps, 22.0, duration_s=dur, seed=3)
+    p = stamp_on_push(n, FS, seed=31, losses=[(7.0, 0.05)], **CASES[case])
+    x = data[p.index]
+    markers = p.true_time(pulses) - 0.3 / FS
+    values = [json.dumps({"intensity": 60})] * n_pulses
+    pipe = Pipeline(sfreq_hz=FS, channel_labels=["FDI", "APB"], stream_name="Amp")
+    pipe.add_markers(markers, values)
+    live, pos = [], 0
+    for c in p.chunk_n:
+        live += pipe.push(x[pos:pos + c], p.stamps[pos:pos + c])
+        pos += c
+    live += pipe.finish()
+    assert pipe.clock.n_gaps == 1 and abs(pipe.clock.n_missing - 250) <= 2
+    live_rows = trials_to_frame(live)
+    lost_in = [i for i, s in enumerate(pulses) if s / FS - 0.11 <= 7.0 <= s / FS + 0.05]
+    reasons = live_rows.groupby("trial")["reject_reason"].first()
+    assert set(reasons[reasons != ""].index) == set(lost_in), reasons.tolist()
+    rec = Recording(path="mem", sfreq_hz=FS, data=x, timestamps=p.stamps,
+                    channel_labels=["FDI", "APB"], units=["uV", "uV"], marker_times=markers,
+                    marker_values=values, clock_rows=pipe.clock.rows)
+    again = analyze_recording(rec)
+    cols = [c for c in live_rows.columns if c != "file"]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(live_rows[cols], again[cols], check_dtype=False)

@@ -94,7 +94,7 @@ def test_trial_completes_with_the_last_sample_its_window_needs(session):
     assert sorted(came) == [0, 1, 2]
     for k, (pushed_ts, t) in came.items():
         end_s = stims[k] + Params().response_window_ms[1] / 1000.0
-        assert t.last_sample_s == pushed_ts
+        assert t.last_sample_s == pytest.approx(pushed_ts, abs=1e-9)  # the fitted clock
         assert t.last_sample_s <= end_s + 1e-9 < t.last_sample_s + 1.0 / FS
 
 
@@ -280,4 +280,5 @@ def test_clock_reset_mid_stream(session, caplog):
     out += p.finish()
     got = sorted(out, key=lambda tr: tr.index)
     assert p.n_clock_resets == 1 and "clock jumped back" in caplog.text
-    np.testing.assert_array_equal(table(got), table(ref))
+    # the new timeline's fitted clock rounds differently in the last bits (1e-10 ms)
+    np.testing.assert_allclose(table(got), table(ref), rtol=0, atol=1e-6)

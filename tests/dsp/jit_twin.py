@@ -61,6 +61,21 @@ def results() -> dict[str, np.ndarray]:
         out["epochs_" + k] = np.asarray(v, dtype=float)
     f = StreamingFilter(design_monitor_filter(5000.0, Params()), 2)
     out["filter"] = np.vstack([f.process(ep[0, :, :700].T.copy()), f.process(ep[0, :, 700:].T.copy())])
+    # the clock model: stamps made on push with stalls, drift, a loss and a clock reset
+    from mepkit.sim.stamps import stamp_on_push
+    from mepkit.sources.clock import ClockModel
+
+    st = stamp_on_push(int(8 * fs), fs, seed=2, chunk_ms=(1.0, 20.0), stall_every_s=0.5,
+                       drift_ppm=80.0, losses=[(3.0, 0.05)]).stamps
+    st[int(6 * fs):] -= 30.0
+    m = ClockModel(fs)
+    times = np.empty(len(st))
+    pos = 0
+    while pos < len(st):
+        pos += m.update(st[pos:pos + 53], times[pos:pos + 53])
+    m.finish()
+    out["clock_rows"] = m.rows.copy()
+    out["clock_gaps"] = np.array([[g.index, g.n_missing] for g in m.gaps], dtype=float)
     return out
 
 

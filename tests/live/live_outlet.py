@@ -6,7 +6,9 @@ Run as a script (its own process, so tests can kill and restart it)::
 
 It waits for a consumer on each outlet, then pushes EMG in real time (chunks of
 ``--chunk-ms``) with pulses every ``--isi`` seconds, and one JSON marker per pulse
-(optionally ``--marker-delay`` seconds late). Ground truth goes to ``--truth`` as JSON
+(optionally ``--marker-delay`` seconds late). Like most amplifier apps it pushes the
+chunks without time stamps (liblsl stamps each at the push); ``--ideal-stamps`` gives
+every sample its true time ``t0 + n / srate`` instead. Ground truth goes to ``--truth`` as JSON
 lines: one ``{"pulse": ...}`` line per pulse (written when its marker is pushed) and a
 final ``{"done": ...}`` line with the number of samples pushed.
 """
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--isi", type=float, nargs=2, default=(0.2, 0.3))
     p.add_argument("--first-pulse", type=float, default=0.4)
     p.add_argument("--chunk-ms", type=float, default=2.0)
+    p.add_argument("--ideal-stamps", action="store_true",
+                   help="stamp every sample with its true time (default: no stamps, as "
+                        "amplifier apps push; liblsl stamps each chunk at the push)")
     p.add_argument("--marker-delay", type=float, default=0.0)
     p.add_argument("--extra-key", action="store_true", help="add an unknown key to markers")
     p.add_argument("--bad-markers", action="store_true",
@@ -137,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             m = min(chunk, due - n)
             x = synth.generate(m)
             ts = t0 + (n + np.arange(m)) / fs
+            stamp = ts.tolist() if args.ideal_stamps else 0.0
             if args.format == "string":
-                out.push_chunk([[f"{v:.3f}" for v in row] for row in x], ts.tolist())
+                out.push_chunk([[f"{v:.3f}" for v in row] for row in x], stamp)
             else:
                 out.push_chunk(np.ascontiguousarray(x / UV_PER_UNIT[args.unit], dtype=np.float32
                                                     if args.format == "float32" else np.float64),
-                               ts)
+                               stamp)
             while next_pulse < len(pulses) and pulses[next_pulse] < n + m:
                 s = pulses[next_pulse]
                 k, amp, lat, inten = info_by_sample[s]

@@ -85,9 +85,12 @@ def test_stream_info_labels_units(subject):
         assert minfo.nominal_srate() == pylsl.IRREGULAR_RATE
 
 
-def test_real_time_rate_timestamps_and_pulse_alignment(subject):
+@pytest.mark.parametrize("stamps", ["push", "ideal"])
+def test_real_time_rate_timestamps_and_pulse_alignment(subject, stamps):
+    from mepkit.sources.clock import fit_clock
+
     sid = _sid()
-    with SimulatedAmplifier(subject, source_id=sid, ttl=True) as amp:
+    with SimulatedAmplifier(subject, source_id=sid, ttl=True, stamps=stamps) as amp:
         emg, mk = _inlet(sid), _inlet(sid + "-markers")
         fired = []
 
@@ -108,10 +111,18 @@ def test_real_time_rate_timestamps_and_pulse_alignment(subject):
     # real time: the stream advances with the clock, at the nominal rate
     n_expected = (t_b - t_a) * FS
     assert abs(len(ts) - n_expected) < 0.05 * FS, (len(ts), n_expected)
-    assert len(ts) == round((ts[-1] - ts[0]) * FS) + 1  # no gaps
     assert ts[-1] == pytest.approx(t_b, abs=0.1)
-    np.testing.assert_allclose(np.diff(ts), 1 / FS, rtol=1e-6)
     assert stats["p50_ms"] < 2.0
+    if stamps == "ideal":
+        assert len(ts) == round((ts[-1] - ts[0]) * FS) + 1  # no gaps
+        np.testing.assert_allclose(np.diff(ts), 1 / FS, rtol=1e-6)
+        times = ts
+    else:  # stamped by liblsl at each push: late by the push delay, back-filled
+        assert not np.allclose(np.diff(ts), 1 / FS, rtol=1e-6)
+        fit = fit_clock(ts, FS)
+        assert fit.gaps == [] and fit.resets == []
+        times = fit.times()
+        ts = times
     # one marker per pulse, parsable, stamped on its pulse sample
     assert len(mts) == 2
     for p, stamp, sample in zip(fired, mts, m):
@@ -147,6 +158,40 @@ def test_real_time_rate_timestamps_and_pulse_alignment(subject):
     assert [g["intensity_pct_mso"] for g in gt] == [70.0, 75.0]
     assert gt[1]["x_mm"] == 3.0 and gt[1]["condition"] == "test"
     assert gt[1]["channels"] == list(subject.channels)
+
+
+def test_drift_and_stalls_in_stamps_made_on_push(subject):
+    """The amplifier's clock runs 100 ppm fast and the app stalls: the stamps show it
+    (late by up to a stall, back-filled ones overlapping), the ground truth stays exact,
+    and the fitted clock puts every pulse on its sample."""
+    from mepkit.sources.clock import fit_clock
+
+    sid = _sid()
+    with SimulatedAmplifier(subject, source_id=sid, chunk_ms=4.0, drift_ppm=100.0,
+                            stall_every_s=0.25, stall_ms=(3.0, 15.0), seed=2) as amp:
+        emg = _inlet(sid)
+        pulses = []
+
+        def during(t):
+            if len(pulses) < int(t / 0.3):
+                pulses.append(amp.fire(60))
+
+        (d,), (ts,) = _pull([emg], 3.0, during)
+        assert amp.n_stalls >= 3
+    ts = np.asarray(ts)
+    assert np.diff(ts).min() < 0  # held-up chunks overlap the one before
+    fit = fit_clock(ts, FS)
+    assert fit.gaps == [] and fit.resets == []
+    rate = (len(ts) - 1) / (fit.times()[-1] - fit.times()[0])
+    assert rate == pytest.approx(FS * (1 + 100e-6), abs=FS * 70e-6)  # 3 s: +-70 ppm
+    # the inlet's first sample: the one whose true time its fitted time is closest to
+    x = np.asarray(d, dtype=float)
+    for p in pulses[1:]:
+        assert p.time_s == amp.time_of_sample(p.sample_index)
+        k = int(np.searchsorted(fit.times(), p.time_s))
+        base = np.median(x[k - 10:k, :6], axis=0)
+        onset = int(np.argmax(np.abs(x[k - 10:k + 10, :6] - base).max(axis=1) > 1000)) + k - 10
+        assert abs(onset - k) <= 1
 
 
 def test_marker_delay_and_scheduled_pulse(subject):
@@ -201,7 +246,9 @@ def test_restart_keeps_source_id(subject):
         (d2,), (ts2,) = _pull([emg2], 0.5)
         assert len(ts1) > 0.3 * FS and len(ts2) > 0.3 * FS
         assert ts2[-1] - ts1[-1] > 0.5 + 0.3  # the time stamps jump by the pause
-        np.testing.assert_allclose(np.diff(ts2), 1 / FS, rtol=1e-6)
+        from mepkit.sources.clock import fit_clock
+
+        assert fit_clock(np.asarray(ts2), FS).gaps == []
         p = amp.fire(60)
         assert amp.wait_pushed(p)
         assert p.time_s == pytest.approx(amp.time_of_sample(p.sample_index))
