@@ -466,7 +466,11 @@ class Pipeline:
             emg = x[:, self._emg_idx]
         else:
             emg = x
-        emg = np.ascontiguousarray(emg, dtype=np.float64)
+        if emg.dtype == np.float64:
+            emg = np.ascontiguousarray(emg)
+        else:  # a signalling NaN (damaged float32 data) raises no warning: it stays NaN
+            with np.errstate(invalid="ignore"):
+                emg = np.ascontiguousarray(emg, dtype=np.float64)
         if not self._unit_scale_is_one:
             emg = emg * self._scale
         if self.artifact_triggers:

@@ -107,7 +107,9 @@ def line_ratios(x: np.ndarray, sfreq_hz: float) -> tuple[float, float]:
         return (math.nan, math.nan)
     c = min(x.shape[1], MAX_CHANNELS)
     xc = np.ascontiguousarray(x[:n * k]) if k > 1 else x[:n, :c]
-    y = (xc.reshape(n, k, -1)[:, :, :c].sum(axis=1) / k if k > 1 else xc).T.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN (damaged data) stays NaN
+        y = (xc.reshape(n, k, -1)[:, :, :c].sum(axis=1) / k if k > 1 else xc
+             ).T.astype(np.float64)
     y = y[np.all(np.isfinite(y), axis=1)]  # (ch, n): FFT rows
     sfreq_hz = sfreq_hz / k
     if y.shape[0] == 0:

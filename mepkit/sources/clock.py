@@ -388,7 +388,7 @@ class ClockModel:
             self.resets.append(r)
             self._new_resets.append(r)
             if b <= -RESET_S:
-                msg = (f"{who}: clock reset: its clock jumped back by {-b:.3f} s at sample "
+                msg = (f"{who}: clock reset: its clock jumped back by {_seconds(-b)} at sample "
                        f"{index} (by its time stamps); a new timeline starts there")
             else:
                 msg = (f"{who}: its time stamps fell {-b * 1e3:.1f} ms below its fitted clock at "
@@ -419,6 +419,12 @@ class ClockModel:
         self.warnings.append(msg)
         self._new_warnings.append(msg)
         logger.warning("%s", msg)
+
+
+def _seconds(x: float) -> str:
+    """A duration for a message: ms precision, or 4 significant digits when it is absurd
+    (damaged stamps can jump by 1e300 s)."""
+    return f"{x:.3f} s" if abs(x) < 1e7 else f"{x:.4g} s"
 
 
 def clock_times(rows: np.ndarray, start: int, stop: int) -> np.ndarray:
