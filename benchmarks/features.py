@@ -5,9 +5,12 @@ Epochs like those exported by Signal/Nexstim/MATLAB pipelines (pulse at 0, 200 m
 whole table included) and by a vectorised NumPy/SciPy implementation of the same steps
 (artifact line, pre-stimulus regression, low-pass, peak-to-peak, area, background, onset).
 Both are checked to agree before timing. The reference's onset step runs the four onset
-methods of ``tests/naive.py`` in plain Python (the kernel runs all four as well).
+methods of ``tests/naive.py`` in plain Python per MEP (the kernel runs all four as well).
+Onset walk-backs are sequential and do not vectorise, so that loop dominates the reference;
+the table therefore also gives each ratio against the reference *without* onsets (mepkit
+still measuring them): a lower bound of the speed-up.
 
-Floor: >= 5x.
+Floor: >= 5x against the reference doing the same steps.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import naive  # noqa: E402  (the onset methods, plain NumPy)
 from _util import print_table  # noqa: E402
 
 
-def numpy_features(epochs, sfreq, tmin_ms, p):
-    """The same measurement in plain vectorised NumPy/SciPy (reference)."""
+def numpy_features(epochs, sfreq, tmin_ms, p, onsets=True):
+    """The same measurement in plain vectorised NumPy/SciPy (reference); ``onsets=False``
+    skips the per-MEP onset loop (latency_ms stays NaN)."""
     from scipy import signal
 
     n_all = epochs.shape[-1]
@@ -65,11 +69,11 @@ def numpy_features(epochs, sfreq, tmin_ms, p):
     r0 = int(np.flatnonzero(resp)[0])
     r1 = int(np.flatnonzero(resp)[-1]) + 1
     b0, b1 = int(np.flatnonzero(bg)[0]), int(np.flatnonzero(bg)[-1]) + 1
-    for i, j in zip(*np.nonzero(detected)):
-        onsets, _ = naive.onset_rows(x[i, j], dt=dt, r0=r0, r1=r1, pk=r0 + int(pk[i, j]),
-                                     a1=right, lo=0, b0=b0, b1=b1, bg=bgr[i, j], params=p)
-        if onsets[p.onset_method] is not None:
-            lat[i, j] = t[0] + onsets[p.onset_method] * dt
+    for i, j in zip(*np.nonzero(detected)) if onsets else ():
+        found, _ = naive.onset_rows(x[i, j], dt=dt, r0=r0, r1=r1, pk=r0 + int(pk[i, j]),
+                                    a1=right, lo=0, b0=b0, b1=b1, bg=bgr[i, j], params=p)
+        if found[p.onset_method] is not None:
+            lat[i, j] = t[0] + found[p.onset_method] * dt
     amp[~finite] = np.nan
     return {"amplitude_uv": amp, "area_uv_ms": area, "background_rms_uv": bgr, "latency_ms": lat,
             "detected": detected}
@@ -121,6 +125,7 @@ def main(argv=None) -> int:
 
     t_mep = timeit(lambda: mepkit.analyze_epochs(ep, args.sfreq, tmin_s, params=p))
     t_np = timeit(lambda: numpy_features(ep, args.sfreq, tmin_s * 1000, p))
+    t_np0 = timeit(lambda: numpy_features(ep, args.sfreq, tmin_s * 1000, p, onsets=False))
     from mepkit.dsp.features import measure_epochs
 
     t_kernel = timeit(lambda: measure_epochs(ep, args.sfreq, p, tmin_s=tmin_s))
@@ -132,18 +137,23 @@ def main(argv=None) -> int:
     numba.set_num_threads(n_threads)
     rows = [
         [f"mepkit.analyze_epochs (table, {n_threads} threads)", f"{t_mep * 1e3:.1f}",
-         f"{n_meas / t_mep:,.0f}", f"{t_np / t_mep:.1f}x"],
+         f"{n_meas / t_mep:,.0f}", f"{t_np / t_mep:.1f}x", f"{t_np0 / t_mep:.1f}x"],
         ["mepkit.analyze_epochs (table, 1 thread)", f"{t_one * 1e3:.1f}",
-         f"{n_meas / t_one:,.0f}", f"{t_np / t_one:.1f}x"],
+         f"{n_meas / t_one:,.0f}", f"{t_np / t_one:.1f}x", f"{t_np0 / t_one:.1f}x"],
         ["mepkit kernel only", f"{t_kernel * 1e3:.1f}", f"{n_meas / t_kernel:,.0f}",
-         f"{t_np / t_kernel:.1f}x"],
-        ["NumPy/SciPy reference", f"{t_np * 1e3:.1f}", f"{n_meas / t_np:,.0f}", "1.0x"],
+         f"{t_np / t_kernel:.1f}x", f"{t_np0 / t_kernel:.1f}x"],
+        ["NumPy/SciPy reference", f"{t_np * 1e3:.1f}", f"{n_meas / t_np:,.0f}", "1.0x", "-"],
+        ["NumPy/SciPy reference, no onsets", f"{t_np0 * 1e3:.1f}", f"{n_meas / t_np0:,.0f}",
+         "-", "1.0x"],
     ]
     print(f"{args.trials} trials x {args.channels} channels, {ep.shape[-1]} samples each "
           f"({args.sfreq:g} Hz, {tmin_s * 1e3:g}..{tmax_s * 1e3:g} ms)")
-    print_table(["implementation", "ms", "trials x channels / s", "speed-up"], rows)
+    print_table(["implementation", "ms", "trials x channels / s", "vs reference",
+                 "vs reference without onsets"], rows)
     ratio = t_np / t_mep
-    print(f"\nfloor >= 5x: {'ok' if ratio >= 5 else 'BELOW FLOOR'} ({ratio:.1f}x)")
+    print(f"\nfloor >= 5x against the reference doing the same steps: "
+          f"{'ok' if ratio >= 5 else 'BELOW FLOOR'} ({ratio:.1f}x; against the reference "
+          f"without onsets, a lower bound: {t_np0 / t_mep:.1f}x)")
     return 0 if ratio >= 5 else 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from mepkit_cli._common import add_param_options, param_options
@@ -34,88 +33,47 @@ def add_parser(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, metavar="N",
                    help="bootstrap replicates of the ratio intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--all-sites", action="store_true",
+                   help="use every trial; by default a hemisphere mapped at several coil "
+                        "positions contributes only the trials at its most used position "
+                        "(the hotspot) and those without a position")
     p.add_argument("--emg-stream", metavar="NAME", help="EMG stream (default: type EMG)")
     p.add_argument("--marker-stream", metavar="NAME", help="marker stream (default: type Markers)")
     add_param_options(p)
     p.set_defaults(func=run)
 
 
-def _fmt(v, digits=1) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return f"{v:.{digits}f}"
-
-
-def _ci(ci, digits=1) -> str:
-    if not ci:
-        return ""
-    lo = _fmt(ci[0], digits)
-    hi = _fmt(ci[1], digits) if math.isfinite(ci[1]) else "inf"
-    return f"[{lo}, {hi}]"
-
-
-def _quantity(q, digits=2) -> str:
-    if q.value is not None:
-        return f"{q.value:.{digits}f} {_ci(q.ci, digits)}"
-    if q.lower_bound is not None:
-        return f"> {q.lower_bound:.{digits}f}"
-    if q.upper_bound is not None:
-        return f"< {q.upper_bound:.{digits}f}"
-    return "-"
-
-
-def print_result(res, out=sys.stdout) -> None:
+def print_result(res, out=None) -> None:
     """A readable summary of a :class:`~mepkit.analysis.HemisphericExcitability`."""
-    lvl = res.settings["ci_level"]
-    print(f"Per hemisphere and channel (intervals {lvl * 100:g} %):", file=out)
-    head = (f"  {'hemisphere':<10} {'channel':<10} {'trials':>6}  {'RMT %MSO':<22} "
-            f"{'MEPmax uV':<24} {'I50 %MSO':<20} {'slope %MSO':<16}")
-    print(head, file=out)
-    for h, chans in res.sides.items():
-        for ch, s in chans.items():
-            r, f = s.rmt, s.recruitment
-            rmt = (f"{_fmt(r.threshold_pct_mso)} {_ci(r.ci)}" if r.ok else
-                   (f"> {r.lower_bound_pct_mso:g}" if r.lower_bound_pct_mso is not None else
-                    f"< {r.upper_bound_pct_mso:g}" if r.upper_bound_pct_mso is not None else "-"))
-            if f.ok:
-                mx = f"{_fmt(f.mep_max_uv, 0)} {_ci(f.mep_max_uv_ci, 0)}"
-                i50 = f"{_fmt(f.i50_pct_mso)} {_ci(f.i50_pct_mso_ci)}"
-                sl = f"{_fmt(f.slope_pct_mso)} {_ci(f.slope_pct_mso_ci)}"
-            else:
-                mx = i50 = sl = "-"
-            print(f"  {h:<10} {ch:<10} {s.x.size:>6}  {rmt:<22} {mx:<24} {i50:<20} {sl:<16}",
-                  file=out)
-            same = r.status == "no_mep" and f.status == "no_mep"  # one message says it
-            for msg in ([r.message] if r.message else []) \
-                    + ([f.message] if f.message and not same else []) \
-                    + list(r.notes) + list(f.notes):
-                print(f"      {ch}: {msg}", file=out)
-    role = "affected / unaffected" if res.affected_given else f"{res.affected} / {res.unaffected}"
-    print(f"\nRatios ({role}):", file=out)
-    for m, e in res.muscles.items():
-        print(f"  {m} ({', '.join(f'{h} {c}' for h, c in e['channels'].items())})", file=out)
-        if "rmt_ratio" not in e:
+    from mepkit.analysis.summary import excitability_rows
+
+    out = sys.stdout if out is None else out
+    rows = excitability_rows(res)
+    print(f"Per hemisphere and channel (intervals {rows.ci_level * 100:g} %):", file=out)
+    print(f"  {'hemisphere':<10} {'channel':<10} {'trials':>6}  {'RMT %MSO':<22} "
+          f"{'MEPmax uV':<24} {'I50 %MSO':<20} {'slope %MSO':<16}", file=out)
+    for h, ch, n, rmt, mx, i50, sl, notes in rows.sides:
+        print(f"  {h:<10} {ch:<10} {n:>6}  {rmt:<22} {mx:<24} {i50:<20} {sl:<16}", file=out)
+        for msg in notes:
+            print(f"      {ch}: {msg}", file=out)
+    print(f"\nRatios ({rows.role}):", file=out)
+    muscle = None
+    for m, chans, name, value, note in rows.ratios:
+        if m != muscle:
+            print(f"  {m} ({chans})", file=out)
+            muscle = m
+        if name is None:
             continue
-        rows = [("RMT ratio", e["rmt_ratio"]),
-                (f"MEP ratio at {res.settings['matched_pct_rmt']:g} % RMT",
-                 e["mep_ratio"]["same_pct_rmt"])]
-        i0 = e["mep_ratio"]["same_pct_mso"].details.get("intensity_pct_mso")
-        rows.append((f"MEP ratio at {_fmt(i0)} %MSO", e["mep_ratio"]["same_pct_mso"]))
-        rows.append(("laterality index, MEP (U-A)/(U+A)", e["laterality_index"]["mep"]))
-        rows.append(("laterality index, RMT (A-U)/(A+U)", e["laterality_index"]["rmt"]))
-        for name, q in rows:
-            print(f"    {name:<36} {_quantity(q)}", file=out)
-            if q.message:
-                print(f"      {q.message}", file=out)
-    if res.ihi:
+        print(f"    {name:<36} {value}", file=out)
+        if note:
+            print(f"      {note}", file=out)
+    if rows.ihi:
         print("\nInterhemispheric inhibition (conditioned / test-alone MEP):", file=out)
-        for h, chans in res.ihi.items():
-            for ch, conds in chans.items():
-                for cond, q in conds.items():
-                    print(f"  test {h:<6} {ch:<10} {cond:<12} {_quantity(q)}", file=out)
-                    if q.message:
-                        print(f"      {q.message}", file=out)
-    for note in res.notes:
+        for h, ch, cond, value, note in rows.ihi:
+            print(f"  test {h:<6} {ch:<10} {cond:<12} {value}", file=out)
+            if note:
+                print(f"      {note}", file=out)
+    for note in rows.notes:
         print(f"note: {note}", file=out)
 
 
@@ -148,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if not frames:
         raise MepkitError(f"no trials in {', '.join(args.files)}")
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if not args.all_sites:
+        from mepkit.analysis._table import at_main_site
+
+        table, n_off = at_main_site(table)
+        if n_off:
+            n_trials = table["trial"].nunique() if "trial" in table else len(table)
+            print(f"mepkit excitability: {n_off} rows of trials at other coil positions (maps, "
+                  f"hotspot searches) left out; {n_trials} trials used (--all-sites keeps "
+                  f"them)", file=sys.stderr)
     try:
         res = hemispheric_excitability(
             table, affected=args.affected, criterion_uv=args.criterion, floor_uv=args.floor,

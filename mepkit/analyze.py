@@ -37,8 +37,9 @@ def trials_to_frame(trials: Iterable[Trial], file: str = "", *, live: bool = Fal
 
     kinds = {**TRIAL_COLUMN_KINDS, **(LIVE_TRIAL_COLUMN_KINDS if live else {})}
     cols = trial_columns(sorted(trials, key=lambda t: t.index), file, live=live)
-    return pd.DataFrame({c: pd.Series(v, dtype=_DTYPES[kinds[c]] if v or kinds[c] != "text"
-                                      else object) for c, v in cols.items()})
+    return pd.DataFrame({c: pd.Series(v, dtype=_DTYPES[kinds[c]] if len(v) or
+                                      kinds[c] != "text" else object)
+                         for c, v in cols.items()})
 
 
 def analyze_recording(recording, params: Params | None = None, *, trigger_channel=None,

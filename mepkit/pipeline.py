@@ -63,21 +63,25 @@ class Trial:
     def rows(self, file: str = "") -> list[dict[str, Any]]:
         """One dict per channel: the trial-table columns and the live timing columns."""
         cols = trial_columns([self], file, live=True)
+        cols = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in cols.items()}
         return [dict(zip(cols, values)) for values in zip(*cols.values())]
 
 
 def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
-                  ) -> dict[str, list[Any]]:
+                  ) -> dict[str, Any]:
     """The trial table of ``trials`` as columns (one row per trial and channel).
 
     The only row builder: tables, records and live sessions all take their rows from it.
-    The columns are ``TRIAL_COLUMNS``, and with ``live`` also ``LIVE_TRIAL_COLUMN_KINDS``.
+    The columns are ``TRIAL_COLUMNS``, and with ``live`` also ``LIVE_TRIAL_COLUMN_KINDS``:
+    text columns as lists, number and flag columns as NumPy arrays.
     """
     names = (*TRIAL_COLUMNS, *LIVE_TRIAL_COLUMN_KINDS) if live else TRIAL_COLUMNS
-    cols: dict[str, list[Any]] = {c: [] for c in names}
-    per_trial = ("stim_time_s", "last_sample_s", "available_s")
+    cols: dict[str, Any] = {c: [] for c in names}
+    per_trial = [k for k in ("stim_time_s", "last_sample_s", "available_s") if k in cols]
+    n_ch = []
     for t in trials:
         n = len(t.channels)
+        n_ch.append(n)
         s = t.stim
         for key, value in (("file", file), ("trial", t.index), ("label", s.label),
                            ("intensity_pct_mso", s.intensity_pct_mso), ("x_mm", s.x_mm),
@@ -86,16 +90,24 @@ def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
                            ("condition", s.condition)):
             cols[key].extend([value] * n)
         for key in per_trial:
-            if key in cols:
-                cols[key].extend([float(getattr(t, key))] * n)
+            cols[key].append(getattr(t, key))
         cols["channel"].extend(t.channels)
         for key in FEATURES:
-            cols[key].extend(np.asarray(getattr(t, key), dtype=np.float64).tolist())
-        amb = t.onset_ambiguous if t.onset_ambiguous is not None else np.zeros(n, bool)
-        cols["onset_ambiguous"].extend(bool(v) for v in amb)
-        cols["detected"].extend(bool(v) for v in t.detected)
-        cols["rejected"].extend(bool(r) for r in t.reject_reason)
+            cols[key].append(getattr(t, key))
+        cols["onset_ambiguous"].append(t.onset_ambiguous if t.onset_ambiguous is not None
+                                       else np.zeros(n, bool))
+        cols["detected"].append(t.detected)
         cols["reject_reason"].extend(t.reject_reason)
+    reps = np.asarray(n_ch, dtype=np.int64)
+    for key in per_trial:
+        cols[key] = np.repeat(np.asarray(cols[key], dtype=np.float64), reps)
+    for key, dtype in ((k, np.float64) for k in FEATURES):
+        cols[key] = (np.concatenate(cols[key]).astype(dtype, copy=False) if cols[key]
+                     else np.zeros(0, dtype))
+    for key in ("onset_ambiguous", "detected"):
+        cols[key] = (np.concatenate(cols[key]).astype(bool, copy=False) if cols[key]
+                     else np.zeros(0, bool))
+    cols["rejected"] = np.array([bool(r) for r in cols["reject_reason"]], dtype=bool)
     return cols
 
 

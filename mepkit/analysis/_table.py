@@ -50,3 +50,31 @@ def results_frame(rows: list[dict], by: Sequence[str]):
     import pandas as pd
 
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(by))
+
+
+def at_main_site(table, min_sites: int = 3):
+    """The rows for intensity analyses (thresholds, curves, excitability) and how many were
+    left out: in a hemisphere whose trials are at ``min_sites`` or more coil positions (a
+    map or a hotspot search), only those without a position or at its most used position
+    (the hotspot, where thresholds and curves are measured)."""
+    import numpy as np
+
+    t = table
+    if not len(t) or not {"x_mm", "y_mm"} <= set(t.columns):
+        return t, 0
+    x, y = t["x_mm"].to_numpy(float), t["y_mm"].to_numpy(float)
+    has = np.isfinite(x) & np.isfinite(y)
+    if not has.any():
+        return t, 0
+    hemi = (t["hemisphere"].fillna("").astype(str).to_numpy(object) if "hemisphere" in t
+            else np.full(len(t), "", object))
+    keep = np.ones(len(t), bool)
+    pos = np.stack([np.round(x, 3), np.round(y, 3)], 1)
+    for h in set(hemi[has]):
+        sel = has & (hemi == h)
+        sites, counts = np.unique(pos[sel], axis=0, return_counts=True)
+        if len(sites) < min_sites:
+            continue
+        main = sites[int(np.argmax(counts))]
+        keep &= ~(sel & ~np.all(pos == main, axis=1))
+    return (t if keep.all() else t[keep]), int((~keep).sum())

@@ -31,6 +31,8 @@ import numpy as np
 
 from mepkit.errors import MepkitError, UsageError
 from mepkit.params import Params
+from mepkit.analysis._table import at_main_site
+from mepkit.analysis.summary import TYPOGRAPHIC, interval, number
 
 __all__ = ["Report", "ReportFigure", "Section", "build_report", "write_report", "SECTIONS",
            "OVERLAY_WINDOW_MS", "MAX_TRACES"]
@@ -176,21 +178,11 @@ def _version() -> str:
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "–"
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    if not math.isfinite(x):
-        return "∞" if x > 0 else ("–" if math.isnan(x) else "−∞")
-    return f"{x:.{digits}f}"
+    return number(v, digits, TYPOGRAPHIC)
 
 
 def _ci(ci: Any, digits: int = 1) -> str:
-    if not ci:
-        return ""
-    return f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+    return interval(ci, digits, TYPOGRAPHIC)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -300,7 +292,7 @@ class _Builder:
         self.dpi = dpi
         t = src.table
         self.table = t
-        self.site_table, self.n_off_site = _at_main_site(t)
+        self.site_table, self.n_off_site = at_main_site(t, MIN_MAP_SITES)
         st = self.site_table
         self.ok = st[~st["rejected"].astype(bool)] if len(st) else st
         self.slugs: set[str] = set()
@@ -910,30 +902,6 @@ def _result_rows(rec: Any) -> list[tuple[float, str, Any]]:
     return out
 
 
-def _at_main_site(t: Any) -> tuple[Any, int]:
-    """The rows for intensity analyses (thresholds, curves, excitability) and how many were
-    left out: in a hemisphere whose trials are at `MIN_MAP_SITES` or more coil positions
-    (a map), only those without a position or at its most used position (the hotspot)."""
-    if not len(t) or not {"x_mm", "y_mm"} <= set(t.columns):
-        return t, 0
-    x, y = t["x_mm"].to_numpy(float), t["y_mm"].to_numpy(float)
-    has = np.isfinite(x) & np.isfinite(y)
-    if not has.any():
-        return t, 0
-    hemi = (t["hemisphere"].fillna("").astype(str).to_numpy(object) if "hemisphere" in t
-            else np.full(len(t), "", object))
-    keep = np.ones(len(t), bool)
-    pos = np.stack([np.round(x, 3), np.round(y, 3)], 1)
-    for h in set(hemi[has]):
-        sel = has & (hemi == h)
-        sites, counts = np.unique(pos[sel], axis=0, return_counts=True)
-        if len(sites) < MIN_MAP_SITES:
-            continue
-        main = sites[int(np.argmax(counts))]
-        keep &= ~(sel & ~np.all(pos == main, axis=1))
-    return (t if keep.all() else t[keep]), int((~keep).sum())
-
-
 def _condition_names(trials: Any) -> dict[int, str]:
     """Overlay group of each trial: hemisphere and condition (or 'all trials')."""
     out = {}
@@ -949,60 +917,23 @@ def _condition_names(trials: Any) -> dict[int, str]:
     return out
 
 
-def _quantity(q: Any, digits: int = 2) -> str:
-    if q.value is not None:
-        return f"{q.value:.{digits}f} {_ci(q.ci, digits)}"
-    if q.lower_bound is not None:
-        return f"> {q.lower_bound:.{digits}f}"
-    if q.upper_bound is not None:
-        return f"< {q.upper_bound:.{digits}f}"
-    return "–"
-
-
 def _excitability_html(res: Any) -> str:
     """Tables of a HemisphericExcitability, as ``mepkit excitability`` prints it."""
-    lvl = res.settings["ci_level"]
-    rows = []
-    for h, chans in res.sides.items():
-        for ch, sd in chans.items():
-            r, f = sd.rmt, sd.recruitment
-            rmt = (f"{_fmt(r.threshold_pct_mso)} {_ci(r.ci)}" if r.ok else
-                   (f"> {r.lower_bound_pct_mso:g}" if r.lower_bound_pct_mso is not None else
-                    f"< {r.upper_bound_pct_mso:g}" if r.upper_bound_pct_mso is not None else "–"))
-            msgs = [m for m in ([r.message, f.message] + list(r.notes) + list(f.notes)) if m]
-            rows.append((h, ch, sd.x.size, rmt,
-                         f"{_fmt(f.mep_max_uv, 0)} {_ci(f.mep_max_uv_ci, 0)}" if f.ok else "–",
-                         f"{_fmt(f.i50_pct_mso)} {_ci(f.i50_pct_mso_ci)}" if f.ok else "–",
-                         f"{_fmt(f.slope_pct_mso)} {_ci(f.slope_pct_mso_ci)}" if f.ok else "–",
-                         "; ".join(dict.fromkeys(msgs))))
-    out = [f"<h3>Per hemisphere and channel (intervals {lvl * 100:g} %)</h3>",
+    from mepkit.analysis.summary import TYPOGRAPHIC, excitability_rows
+
+    rows = excitability_rows(res, TYPOGRAPHIC)
+    out = [f"<h3>Per hemisphere and channel (intervals {rows.ci_level * 100:g} %)</h3>",
            _table(("hemisphere", "channel", "trials", "RMT (%MSO)", "MEPmax (µV)",
-                   "I50 (%MSO)", "slope (%MSO)", "notes"), rows, numeric=(2,))]
-    role = ("affected / unaffected" if res.affected_given
-            else f"{res.affected} / {res.unaffected}")
-    rows = []
-    for m, e in res.muscles.items():
-        chans = ", ".join(f"{h} {c}" for h, c in e["channels"].items())
-        if "rmt_ratio" not in e:
-            rows.append((m, chans, "–", "–", ""))
-            continue
-        i0 = e["mep_ratio"]["same_pct_mso"].details.get("intensity_pct_mso")
-        for name, q in (("RMT ratio", e["rmt_ratio"]),
-                        (f"MEP ratio at {res.settings['matched_pct_rmt']:g} % RMT",
-                         e["mep_ratio"]["same_pct_rmt"]),
-                        (f"MEP ratio at {_fmt(i0)} %MSO", e["mep_ratio"]["same_pct_mso"]),
-                        ("laterality index, MEP (U−A)/(U+A)", e["laterality_index"]["mep"]),
-                        ("laterality index, RMT (A−U)/(A+U)", e["laterality_index"]["rmt"])):
-            rows.append((m, chans, name, _quantity(q), q.message or ""))
-    out += [f"<h3>Ratios ({_e(role)})</h3>",
-            _table(("muscle", "channels", "measure", "value [interval]", "note"), rows)]
-    if res.ihi:
-        rows = [(h, ch, cond, _quantity(q), q.message or "")
-                for h, chans in res.ihi.items() for ch, conds in chans.items()
-                for cond, q in conds.items()]
+                   "I50 (%MSO)", "slope (%MSO)", "notes"),
+                  [(*r[:-1], "; ".join(r[-1])) for r in rows.sides], numeric=(2,))]
+    out += [f"<h3>Ratios ({_e(rows.role)})</h3>",
+            _table(("muscle", "channels", "measure", "value [interval]", "note"),
+                   [(m, c, "–" if name is None else name, v, note)
+                    for m, c, name, v, note in rows.ratios])]
+    if rows.ihi:
         out += ["<h3>Interhemispheric inhibition (conditioned / test-alone MEP)</h3>",
-                _table(("test hemisphere", "channel", "condition", "ratio", "note"), rows)]
-    for note in res.notes:
+                _table(("test hemisphere", "channel", "condition", "ratio", "note"), rows.ihi)]
+    for note in rows.notes:
         out.append(_p(f"note: {note}"))
     return "\n".join(out)
 

@@ -469,7 +469,12 @@ class SimulatedAmplifier:
     # ------------------------------------------------------------ pulses
     def fire(self, intensity_pct_mso: float, x_mm: float | None = None, y_mm: float | None = None,
              hemisphere: str = "left", *, at_s: float | None = None, **meta: Any) -> Pulse:
-        """Fire a pulse now (on the next sample not yet pushed) or at ``at_s``.
+        """Fire a pulse now or at ``at_s`` (local clock).
+
+        "Now" is the sample the amplifier is acquiring at this moment, as with real
+        hardware, even when the pushing thread lags behind (a loaded computer, a stall):
+        the pulse never lands on a sample acquired before it was fired. A pulse is never
+        placed on a sample already generated (pushed).
 
         Thread-safe.  Returns the :class:`~mepkit.sim.stimulator.Pulse` with its
         exact time stamp, sample index and per-channel ground truth; when it
@@ -492,6 +497,10 @@ class SimulatedAmplifier:
                 moved = self.move_coil(x_mm, y_mm)
                 settle = moved + 1.5 / self.navigation_rate_hz + self.navigation_delay_s
                 at_s = settle if at_s is None else max(float(at_s), settle)
+        if at_s is None:
+            import pylsl
+
+            at_s = pylsl.local_clock()
         with self._lock:
             k = self._sample_at_locked(at_s)
             return self._fire_locked(k, intensity, x_mm, y_mm, hemisphere, meta)

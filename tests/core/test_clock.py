@@ -239,21 +239,6 @@ def test_stamps_with_nan_are_timed_on_the_fit():
     assert fit.gaps == [] and np.abs(fit.times() - p.true_s).max() < 50e-6
 
 
-def test_live_clock_update_costs_microseconds():
-    import time
-
-    p = stamp_on_push(int(20 * FS), FS, seed=11, chunk_ms=1.0)
-    m = ClockModel(FS)
-    out = np.empty(len(p.stamps))
-    pos = 0
-    t0 = time.perf_counter()
-    for c in p.chunk_n:
-        m.update(p.stamps[pos:pos + c], out[pos:pos + c])
-        pos += c
-    per_chunk = (time.perf_counter() - t0) / len(p.chunk_n)
-    assert per_chunk < 50e-6, f"{per_chunk * 1e6:.1f} us per chunk"
-
-
 # ---------------------------------------------------------------------------- XDF files
 def xdf_with_pushed_stamps(tmp_path, *, seed, losses=(), n_pulses=14, **kw):
     """An XDF file as LabRecorder writes it from an app pushing without stamps, with MEPs

@@ -202,7 +202,9 @@ def _session_run(tmp_path, *outlet_args, **session_kw):
 def _check_against_truth(trials, pulses):
     assert len(trials) == len(pulses) > 5
     for tr, p in zip(sorted(trials, key=lambda t: t.stim_time_s), pulses):
-        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=1e-4)
+        # the marker's time on the EMG clock through both inlets' time corrections: on one
+        # machine they are tens of µs off, more under load (measured: up to 0.1 ms)
+        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=5e-4)
         assert tr.stim.intensity_pct_mso == pytest.approx(p["intensity"])
         for c, truth_amp in enumerate(p["amplitude_uv"]):
             assert not tr.reject_reason[c], tr.reject_reason
@@ -350,7 +352,9 @@ def test_live_session_bad_markers_warn_and_measure(tmp_path, caplog):
     assert len(trials) == len(pulses) >= len(BAD_MARKERS)
     for tr, p in zip(sorted(trials, key=lambda t: t.stim_time_s), pulses):
         payload = BAD_MARKERS[p["pulse"] % len(BAD_MARKERS)]
-        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=1e-4)
+        # the marker's time on the EMG clock through both inlets' time corrections: on one
+        # machine they are tens of µs off, more under load (measured: up to 0.1 ms)
+        assert tr.stim_time_s == pytest.approx(p["time_s"], abs=5e-4)
         assert tr.stim.label == _expected_label(payload)
         for c, truth_amp in enumerate(p["amplitude_uv"]):
             assert not tr.reject_reason[c], tr.reject_reason
