@@ -46,6 +46,7 @@ bench: kernels
 	$(PY) benchmarks/mapping.py
 	$(PY) benchmarks/thresholds.py
 	$(PY) benchmarks/onsets.py
+	$(PY) benchmarks/onsets_real.py
 	$(PY) benchmarks/clocks.py
 	$(PY) benchmarks/startup.py
 

@@ -12,7 +12,8 @@ median signed error, the share more than 2 ms early and the share flagged ambigu
 the same for the unflagged onsets, and the default method per kind of trouble.
 
 No public MEP recordings with reference onsets under an open licence were found (see
-docs/methods.md), so only synthetic data are measured.
+docs/methods.md); real recordings without reference onsets are measured by
+``benchmarks/onsets_real.py``.
 
 Floor for the default method (all onsets, flagged or not): median <= 0.5 ms,
 90th percentile <= 1.5 ms, more than 2 ms early in < 1 % of MEPs.
