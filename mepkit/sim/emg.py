@@ -945,7 +945,7 @@ def epochs_from_recording(
 # --------------------------------------------------------------------------
 
 #: What may come before an MEP in :func:`synthesize_onset_epochs`.
-ONSET_TROUBLES = ("none", "tail", "slow", "lowfreq")
+ONSET_TROUBLES = ("none", "tail", "bigtail", "slow", "lowfreq")
 
 
 def synthesize_onset_epochs(
@@ -971,6 +971,13 @@ def synthesize_onset_epochs(
     * ``"none"``;
     * ``"tail"``: a slow artifact recovery, an exponential from the stimulus with time
       constant 3-10 ms whose size 10 ms after the stimulus is 1-3 x the background RMS;
+    * ``"bigtail"``: a large artifact recovery as measured on real recordings (the
+      input-output recordings of docs/methods.md, "Real recordings": 38 µV in the median,
+      up to 120 µV, left 15 ms after the stimulus; a drift of 12 x the background RMS in
+      the median, up to 22 x, from 15 to 20 ms): an exponential from the stimulus with time
+      constant 5-15 ms whose size 15 ms after the stimulus (the response window's start)
+      is 20-40 x the background RMS (so it drifts by 6-25 x the RMS from 15 to 20 ms),
+      either sign relative to the MEP;
     * ``"slow"``: a smooth bump (raised cosine, 4-12 ms long) of 1-3 x the background
       RMS, ending 0-2 ms before the onset or overlapping it by up to 2 ms;
     * ``"lowfreq"``: low-frequency EMG, 10-60 Hz band-limited noise of 1-3 x the
@@ -1056,6 +1063,11 @@ def _onset_trouble(kind: str, t_ms: np.ndarray, onset_ms: float, bg_uv: float, f
         after = t_ms >= 0
         y[after] = level * np.exp(-(t_ms[after] - 10.0) / tau)
         y[after] = np.clip(y[after], -50 * abs(level), 50 * abs(level))
+    elif kind == "bigtail":
+        tau = rng.uniform(5.0, 15.0)
+        at15 = rng.uniform(20.0, 40.0) * bg_uv * np.sign(level)
+        after = t_ms >= 0
+        y[after] = at15 * np.exp(-(t_ms[after] - 15.0) / tau)
     elif kind == "slow":
         width = rng.uniform(4.0, 12.0)
         end = onset_ms + rng.uniform(-2.0, 2.0)
