@@ -47,7 +47,6 @@ bench: kernels
 	$(PY) benchmarks/thresholds.py
 	$(PY) benchmarks/onsets.py
 	$(PY) benchmarks/onsets_real.py
-	$(PY) benchmarks/clocks.py
 	$(PY) benchmarks/startup.py
 
 clean:

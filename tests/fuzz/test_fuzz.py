@@ -28,9 +28,17 @@ FS = 2000.0
 RUNS = [pytest.param(1, id="quick"), pytest.param(20, marks=pytest.mark.soak, id="soak")]
 
 
-def fuzz(n_examples: int, strategy, check) -> None:
-    """Run ``check`` on ``n_examples`` x the base count of examples drawn from ``strategy``."""
-    settings(max_examples=n_examples, deadline=None, database=None, derandomize=False,
+def fuzz(n_examples: int, strategy, check, *, soak: bool) -> None:
+    """Run ``check`` on ``n_examples`` examples drawn from ``strategy``.
+
+    ``make test`` (``soak`` False) draws the same examples on every machine
+    (derandomized): libhdf5 itself never returns from some damaged files (an infinite loop
+    in the C library reading attributes, HDFGroup/hdf5#1707, h5py#2088; docs/record-format.md),
+    which no Python code can interrupt, so a random draw could hang CI. ``make soak`` draws
+    new examples each run to find new failures.
+    """
+    settings(max_examples=n_examples, deadline=None, database=None,
+             derandomize=not soak,
              suppress_health_check=list(HealthCheck))(given(strategy)(check))()
 
 
@@ -75,7 +83,7 @@ def test_parse_marker_never_raises(runs):
                 and not info.extra:
             assert info.label  # a marker that could not be read keeps its text as label
 
-    fuzz(300 * runs, markers, check)
+    fuzz(300 * runs, markers, check, soak=runs > 1)
 
 
 # ---------------------------------------------------------------------------- XDF files
@@ -138,7 +146,7 @@ def test_mutated_xdf_files(runs, xdf_bytes, tmp_path):
     def check(plan):
         analysed_or_mepkit_error(_write(path, mutate(xdf_bytes, plan)))
 
-    fuzz(25 * runs, mutations(len(xdf_bytes)), check)
+    fuzz(25 * runs, mutations(len(xdf_bytes)), check, soak=runs > 1)
 
 
 def _write(path, data: bytes):
@@ -178,7 +186,7 @@ def test_truncated_and_mutated_records(runs, record_bytes, tmp_path):
             pass
         analysed_or_mepkit_error(str(path))
 
-    fuzz(25 * runs, mutations(len(record_bytes)), check)
+    fuzz(25 * runs, mutations(len(record_bytes)), check, soak=runs > 1)
     # truncated at many places
     for cut in np.linspace(0, len(record_bytes), 15 * runs, dtype=int):
         analysed_or_mepkit_error(_write(path, record_bytes[:cut]))
