@@ -5,7 +5,8 @@ Synthetic single-channel epochs from :func:`mepkit.sim.emg.synthesize_onset_epoc
 onsets at 18-28 ms, and before the onset one of: nothing, a slow artifact decay tail of
 1-3 x background RMS, a large artifact recovery as on real recordings (20-40 x background RMS
 at 15 ms, decaying with tau 5-15 ms), a slow deviation of 1-3 x background RMS,
-low-frequency EMG), measured with the default parameters except the onset method. Error = measured - true onset (ms).
+low-frequency EMG), measured with the default parameters except the onset method.
+Error = measured - true onset (ms).
 
 For each method, and for the walk-back mepkit used before them ("(previous)"), on the same
 cleaned response: detected MEPs with an onset, median and 90th percentile of |error|, the

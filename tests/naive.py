@@ -248,7 +248,8 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
     # a tenth of the MEP's steepest slope lie on a slow deviation: they do not count
     j = onsets["threshold"]
     found = [v for m, v in onsets.items() if v is not None and (
-        m == "threshold" or v >= j or abs(x[int(j)] - x[int(v)]) >= 0.1 * top_anchor * (j - int(v)))]
+        m == "threshold" or v >= j
+        or abs(x[int(j)] - x[int(v)]) >= 0.1 * top_anchor * (j - int(v)))]
     med = np.median(found) if found else chosen
     # also ambiguous: the response's largest deviation is not after the onset
     return onsets, bool(chosen <= r0 or abs(chosen - med) * dt > 1.0 or chosen >= pk)
