@@ -51,26 +51,26 @@ def interval(ci: Any, digits: int = 1, style: Style = PLAIN) -> str:
     return f"[{number(ci[0], digits, style)}, {number(ci[1], digits, style)}]"
 
 
+def _value_or_bound(value: Any, ci: Any, lower: Any, upper: Any, digits: int,
+                    style: Style) -> str:
+    if value is not None:
+        return f"{number(value, digits, style)} {interval(ci, digits, style)}".rstrip()
+    if lower is not None:
+        return f"> {number(lower, digits, style)}"
+    if upper is not None:
+        return f"< {number(upper, digits, style)}"
+    return style.missing
+
+
 def quantity(q: Any, digits: int = 2, style: Style = PLAIN) -> str:
     """A :class:`~mepkit.analysis.Quantity`: value and interval, or its bound."""
-    if q.value is not None:
-        return f"{number(q.value, digits, style)} {interval(q.ci, digits, style)}".rstrip()
-    if q.lower_bound is not None:
-        return f"> {number(q.lower_bound, digits, style)}"
-    if q.upper_bound is not None:
-        return f"< {number(q.upper_bound, digits, style)}"
-    return style.missing
+    return _value_or_bound(q.value, q.ci, q.lower_bound, q.upper_bound, digits, style)
 
 
 def threshold(r: Any, style: Style = PLAIN) -> str:
     """A :class:`~mepkit.analysis.ThresholdEstimate` (%MSO): value and interval, or its bound."""
-    if r.ok:
-        return f"{number(r.threshold_pct_mso, 1, style)} {interval(r.ci, 1, style)}".rstrip()
-    if r.lower_bound_pct_mso is not None:
-        return f"> {r.lower_bound_pct_mso:g}"
-    if r.upper_bound_pct_mso is not None:
-        return f"< {r.upper_bound_pct_mso:g}"
-    return style.missing
+    return _value_or_bound(r.threshold_pct_mso if r.ok else None, r.ci, r.lower_bound_pct_mso,
+                           r.upper_bound_pct_mso, 1, style)
 
 
 @dataclass

@@ -5,6 +5,7 @@ and the record's reanalysis gives the live trial rows exactly."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -33,6 +34,16 @@ def onset_sample(x: np.ndarray, k: int) -> int:
     return int(np.argmax(np.abs(x[k - 12:k + 12] - base).max(axis=1) > 1000)) + k - 12
 
 
+@contextlib.contextmanager
+def session_on(amp, rec_path):
+    """A live session on the amplifier's streams, recording, once samples flow."""
+    with LiveSession(emg=amp.name, markers=amp.marker_name, source_id=amp.source_id,
+                     marker_source_id=amp.marker_source_id, record_path=rec_path) as s:
+        wait_until(lambda: s.emg.n_samples > 0 and amp._marker_outlet.have_consumers(),
+                   20, "the session to receive samples")
+        yield s
+
+
 @pytest.mark.parametrize("chunk_ms, drift_ppm, stall_every_s", [
     (1.0, 100.0, 0.5), (4.0, -100.0, 0.5), (20.0, 60.0, 0.5), (50.0, -60.0, 0.7)])
 def test_live_session_on_stamps_made_on_push(tmp_path, chunk_ms, drift_ppm, stall_every_s):
@@ -44,10 +55,7 @@ def test_live_session_on_stamps_made_on_push(tmp_path, chunk_ms, drift_ppm, stal
                              source_id=sid, chunk_ms=chunk_ms, drift_ppm=drift_ppm,
                              stall_every_s=stall_every_s, stall_ms=(3.0, 15.0), seed=5)
     try:
-        with LiveSession(emg=name, markers=amp.marker_name, source_id=sid,
-                         marker_source_id=amp.marker_source_id, record_path=rec_path) as s:
-            wait_until(lambda: s.emg.n_samples > 0 and amp._marker_outlet.have_consumers(),
-                       20, "the session to receive samples")
+        with session_on(amp, rec_path) as s:
             # a few seconds in: the clock's warm-up, and enough pushes for the envelope (20
             # a second with 50 ms chunks)
             first = amp.n_pushed + int(2.0 * FS)
@@ -98,10 +106,7 @@ def test_live_loss_is_a_gap_and_reanalysis_agrees(tmp_path):
     amp = SimulatedAmplifier(subject, sfreq_hz=FS, channels=["FDI_R"], name=name,
                              source_id=sid, chunk_ms=4.0, stall_every_s=0.5, seed=7)
     try:
-        with LiveSession(emg=name, markers=amp.marker_name, source_id=sid,
-                         marker_source_id=amp.marker_source_id, record_path=rec_path) as s:
-            wait_until(lambda: s.emg.n_samples > 0 and amp._marker_outlet.have_consumers(),
-                       20, "the session to receive samples")
+        with session_on(amp, rec_path) as s:
             first = amp.n_pushed + int(1.0 * FS)
             for i in range(8):
                 amp.fire(65.0, hemisphere="left",
