@@ -34,6 +34,17 @@ def onset_sample(x: np.ndarray, k: int) -> int:
     return int(np.argmax(np.abs(x[k - 12:k + 12] - base).max(axis=1) > 1000)) + k - 12
 
 
+def assert_reanalysis_gives_live_rows(rec_path) -> None:
+    """`mepkit analyze` on the record (its stored parameters and clock mapping) gives
+    exactly the trial rows the live session stored."""
+    with open_record(rec_path) as r:
+        stored, params = r.trials, r.params
+    again = analyze_file(str(rec_path), params)
+    cols = [c for c in TRIAL_COLUMNS if c != "file"]
+    pd.testing.assert_frame_equal(stored[cols].reset_index(drop=True),
+                                  again[cols].reset_index(drop=True), check_dtype=False)
+
+
 @contextlib.contextmanager
 def session_on(amp, rec_path):
     """A live session on the amplifier's streams, recording, once samples flow."""
@@ -87,13 +98,7 @@ def test_live_session_on_stamps_made_on_push(tmp_path, chunk_ms, drift_ppm, stal
         off = [onset_sample(x, k) - k for k in np.searchsorted(times, [p.time_s for p in
                                                                         amp.pulses])]
         assert max(abs(o) for o in off) <= 1, off
-        stored = r.trials
-        params = r.params
-    # the record's reanalysis: exactly the live rows
-    again = analyze_file(str(rec_path), params)
-    cols = [c for c in TRIAL_COLUMNS if c != "file"]
-    pd.testing.assert_frame_equal(stored[cols].reset_index(drop=True),
-                                  again[cols].reset_index(drop=True), check_dtype=False)
+    assert_reanalysis_gives_live_rows(rec_path)
 
 
 def test_live_loss_is_a_gap_and_reanalysis_agrees(tmp_path):
@@ -126,9 +131,4 @@ def test_live_loss_is_a_gap_and_reanalysis_agrees(tmp_path):
         t = r.trials.groupby("trial")["reject_reason"].first().tolist()
         assert t[3] == "gap" and t.count("gap") == 1, t
         assert list(r.events["kind"]).count("gap") == 1
-        stored = r.trials
-        params = r.params
-    again = analyze_file(str(rec_path), params)
-    cols = [c for c in TRIAL_COLUMNS if c != "file"]
-    pd.testing.assert_frame_equal(stored[cols].reset_index(drop=True),
-                                  again[cols].reset_index(drop=True), check_dtype=False)
+    assert_reanalysis_gives_live_rows(rec_path)
