@@ -128,39 +128,78 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
     l0 = max(a1, lo, r0 - int(round(5.0 / dt)))
     lb = x[l0:r0].mean() if r0 > l0 else 0.0
     dev = x - lb
-    resp = np.abs(dev[r0:pk + 1])
-    big = np.flatnonzero(resp >= 0.5 * peak_abs)
-    anchor = r0 + int(big[0]) if big.size else pk
-    s0 = np.sign(dev[anchor]) if dev[anchor] != 0 else -1.0
-    c = anchor
-    while c > r0 and s0 * dev[c - 1] >= thr:
-        c -= 1
     y_bg = x[b0:b1]
     diffs = np.diff(y_bg)
     dnoise = math.sqrt(np.mean(diffs ** 2)) if diffs.size else 0.0
+    # slope at every row of the window with both neighbours in it (central difference)
+    rows = np.arange(r0 + 1, r1 - 1)
+    cslope = (x[rows + 1] - x[rows - 1]) / 2
+    # anchor: the later of half the peak (level) and half the steepest slope, passing over
+    # a steep stretch under way at the window's start
+    resp = np.abs(dev[r0:pk + 1])
+    big = np.flatnonzero(resp >= 0.5 * peak_abs)
+    anchor = r0 + int(big[0]) if big.size else pk
+    mag = np.abs(cslope)
+    if mag.size:
+        steep_rows = mag >= 0.5 * mag.max()
+        if steep_rows.all():
+            anchor = max(anchor, r0 + 1)
+        else:
+            start = int(np.argmin(steep_rows)) if steep_rows[0] else 0
+            after = np.flatnonzero(mag[start:] >= 0.5 * mag[start:].max())
+            anchor = max(anchor, int(rows[start + after[0]]))
+    anchor = min(max(anchor, r0 + 1), r1 - 2)
+    s0 = 1.0 if x[anchor + 1] >= x[anchor - 1] else -1.0
+    c = anchor
+    while c > r0 and s0 * dev[c - 1] >= thr:
+        c -= 1
     onsets = {}
-    # threshold: back from the anchor while the signal falls steeply (over 2 samples, or on
-    # average over up to 0.6 ms more); over the extremum of an earlier phase of the other sign
+    # threshold: back from the anchor while the signal falls steeply, next to the noise
+    # (over 2 samples, or on average over up to 0.6 ms more) and next to the phase's
+    # steepest slope (a tenth of it); over the turn of an earlier phase of the other sign
+    # if that phase is steep (a fifth of the later one's slope) and large (the threshold)
     n = 2
-    slope_min = max(0.5 * dnoise * n, 1e-3 * thr)
+    noise_min = max(0.5 * dnoise * n, 1e-3 * thr)
     look = int(round(0.6 / dt))
 
-    def steep(k, sign):
-        spans = [m for m in range(n, n + look + 1) if k - m >= r0]
-        return any(sign * (x[k] - x[k - m]) >= slope_min * m / n for m in spans) and k - n >= r0
+    def steep(k, sign, top):
+        need = max(noise_min, 0.1 * top * n)
+        if k - n < r0:
+            return False
+        spans = np.arange(n, n + look + 1)
+        spans = spans[k - spans >= r0]
+        return bool(np.any(sign * (x[k] - x[k - spans]) >= need * spans / n))
 
+    # the anchor phase's steepest slope: from the anchor to its extremum
+    p1 = anchor
+    while p1 + 2 < r1 and s0 * (x[p1 + 1] - x[p1]) > 0:
+        p1 += 1
+    top = max(0.0, float(np.max(s0 * (x[anchor + 1:p1 + 2] - x[anchor - 1:p1]) / 2)))
+    top_anchor = top
     sign = s0
     j = anchor
     while True:
-        while steep(j, sign):
+        while steep(j, sign, top):
+            top = max(top, sign * (x[j] - x[j - n]) / 2)
             j -= 1
-        if j - n < r0 or -sign * dev[j] < thr:
+        if j - n < r0:
             break
-        sign = -sign
-        while j > r0 and sign * (x[j - 1] - x[j]) >= 0:
-            j -= 1
-        if not steep(j, sign):
+        # back to the extremum of an earlier movement of the other sign (0.6 ms at most)
+        turn = j
+        while turn > max(r0, j - look) and sign * (x[turn - 1] - x[turn]) < 0:
+            turn -= 1
+        if turn - n < r0:
+            j = r0
             break
+        foot, top2 = turn, 0.0
+        while steep(foot, -sign, top2):
+            top2 = max(top2, -sign * (x[foot] - x[foot - n]) / 2)
+            foot -= 1
+        if foot == turn:  # nothing rises steeply before it: the foot of the response
+            break
+        if top2 < 0.2 * top or -sign * (x[turn] - x[foot]) < thr:
+            break
+        j, sign, top = foot, -sign, top2
     if j < r0 + n:  # the walk ran into the window's start
         j = r0
     onsets["threshold"] = float(j)
@@ -205,8 +244,15 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
     chosen = onsets[p.onset_method]
     if chosen is None:
         return onsets, True
-    found = [v for v in onsets.values() if v is not None]
-    return onsets, bool(chosen <= r0 or abs(chosen - np.median(found)) * dt > 1.0)
+    # onsets before the threshold onset from which the signal moves on average slower than
+    # a tenth of the MEP's steepest slope lie on a slow deviation: they do not count
+    j = onsets["threshold"]
+    found = [v for m, v in onsets.items() if v is not None and (
+        m == "threshold" or v >= j
+        or abs(x[int(j)] - x[int(v)]) >= 0.1 * top_anchor * (j - int(v)))]
+    med = np.median(found) if found else chosen
+    # also ambiguous: the response's largest deviation is not after the onset
+    return onsets, bool(chosen <= r0 or abs(chosen - med) * dt > 1.0 or chosen >= pk)
 
 
 def measure_epochs(epochs, sfreq_hz, params, *, tmin_ms):

@@ -75,6 +75,17 @@ ONSET_SLOPE_SD = 0.5
 ONSET_SLOPE_N = 2
 #: ... on average over up to this much longer (ms): a wiggle of noise does not stop it.
 ONSET_LOOK_MS = 0.6
+#: ... and by at least this fraction of the steepest slope of the phase being walked (of
+#: the MEP's anchor phase to begin with): a slow drift before the MEP (an artifact
+#: recovering, tens of µV) may be steep next to the noise but not next to the MEP.
+ONSET_STEEP_FRAC = 0.1
+#: An earlier movement of the other sign is a phase of the MEP (the walk goes on over it)
+#: when its steepest slope reaches this fraction of the later phase's, and it moves by
+#: more than the crossing threshold; otherwise the onset is at its turn.
+ONSET_PHASE_FRAC = 0.2
+#: The anchor is also no earlier than the first sample whose slope reaches this fraction
+#: of the response's steepest slope (a level reached by a drifting baseline is not).
+ONSET_ANCHOR_SLOPE = 0.5
 
 # ``w``: a trial's sample indices and progress (int64)
 W_OK = 0  # 1: the windows leave something to measure
@@ -508,36 +519,104 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
 
 
 @njit(**JIT)
-def _onset_threshold(xs, ch, a, r0, lb, thr, dnoise, n_look):
-    """Walk back from the anchor ``a`` (on the MEP's rising edge) to the start of the rise.
+def _onset_threshold(xs, ch, a, r0, r1, thr, dnoise, n_look):
+    """Walk back from the anchor ``a`` (on the MEP's rising edge) to the start of the rise;
+    returns (onset row, the anchor phase's steepest slope per row, the phase's sign).
 
     Going back, the signal must keep falling steeply: by at least ONSET_SLOPE_SD x the
-    background RMS of one-sample differences (``dnoise``) per sample over ONSET_SLOPE_N
-    samples, or on average over up to ONSET_LOOK_MS more. Where it stops falling it either sits at the extremum of an earlier phase of
-    the MEP of the other sign (beyond the threshold ``thr``: the walk goes on over that
-    phase) or at the foot of the response: the onset. A slow deviation before the MEP (an
-    artifact tail, low-frequency EMG, a bump) is not steep, so the walk stops at its edge
-    whatever its level."""
+    background RMS of one-sample differences (``dnoise``) per sample and ONSET_STEEP_FRAC x
+    the steepest slope of the phase, over ONSET_SLOPE_N samples, or on average over up to
+    ONSET_LOOK_MS more. Where it stops it is at the foot of the response (the onset) or
+    at the turn of an earlier movement of the other sign: a phase of the MEP if steep and
+    large enough (:func:`_earlier_phase`; the walk goes on to its foot), else the onset
+    (a slow drift turning). A drift before the MEP is not steep next to the MEP, so the
+    walk stops at its edge whatever its level or direction."""
     n = ONSET_SLOPE_N
     # (a noise-free background still needs a fall: a flat line is not a rise)
-    slope_min = max(ONSET_SLOPE_SD * dnoise * n, 1e-3 * thr)
-    s = 1.0 if xs[a, ch] > lb else -1.0
+    noise_min = max(ONSET_SLOPE_SD * dnoise * n, 1e-3 * thr)
+    s = 1.0 if xs[a + 1, ch] >= xs[a - 1, ch] else -1.0
+    top = _phase_slope(xs, ch, a, r1, s)
+    top0 = top
     j = a
     while j - n >= r0:
-        if _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
+        if _falls_back(xs, ch, j, r0, s, n, n_look, max(noise_min, ONSET_STEEP_FRAC * top * n)):
+            top = max(top, 0.5 * s * (xs[j, ch] - xs[j - n, ch]))
             j -= 1
             continue
-        if -s * (xs[j, ch] - lb) < thr:
+        k, k2, top2 = _earlier_phase(xs, ch, j, r0, -s, n, n_look, noise_min)
+        if k - n < r0:  # at the window's start: the response may have begun before it
+            j = r0
             break
-        # an earlier phase of the other sign: over its extremum, then on down its rise
+        if k2 == k:  # nothing steep before: the foot
+            break
+        if top2 < ONSET_PHASE_FRAC * top or -s * (xs[k, ch] - xs[k2, ch]) < thr:
+            break  # a slow or small movement turning into the MEP: the onset is here
+        j = k2
         s = -s
-        while j > r0 and s * (xs[j - 1, ch] - xs[j, ch]) >= 0.0:
-            j -= 1
-        if j - n < r0 or not _falls_back(xs, ch, j, r0, s, n, n_look, slope_min):
-            break
+        top = top2
     if j - n < r0:  # still falling at the window's start: the response began before it
         j = r0
-    return float(j)
+    return float(j), top0, 1.0 if xs[a + 1, ch] >= xs[a - 1, ch] else -1.0
+
+
+@njit(**JIT)
+def _slope_anchor(xs, ch, r0, r1):
+    """First row of the response whose slope (central difference) reaches
+    ONSET_ANCHOR_SLOPE x the steepest; a steep movement already under way at the
+    window's start (an artifact recovering) is passed over: then the first such row
+    after it, relative to the steepest slope after it. -1 if none."""
+    lo = r0 + 1
+    hi = r1 - 1  # rows lo .. hi - 1 have both neighbours
+    if hi <= lo:
+        return -1
+    top = 0.0
+    for i in range(lo, hi):
+        top = max(top, abs(xs[i + 1, ch] - xs[i - 1, ch]))
+    if abs(xs[lo + 1, ch] - xs[lo - 1, ch]) >= ONSET_ANCHOR_SLOPE * top:
+        while lo < hi and abs(xs[lo + 1, ch] - xs[lo - 1, ch]) >= ONSET_ANCHOR_SLOPE * top:
+            lo += 1
+        if lo == hi:
+            return r0 + 1
+        top = 0.0
+        for i in range(lo, hi):
+            top = max(top, abs(xs[i + 1, ch] - xs[i - 1, ch]))
+    for i in range(lo, hi):
+        if abs(xs[i + 1, ch] - xs[i - 1, ch]) >= ONSET_ANCHOR_SLOPE * top:
+            return i
+    return -1
+
+
+@njit(**JIT)
+def _phase_slope(xs, ch, a, r1, s):
+    """Steepest slope (per row, central differences) of the phase of sign ``s`` from row
+    ``a`` up to its extremum."""
+    p1 = a
+    while p1 + 2 < r1 and s * (xs[p1 + 1, ch] - xs[p1, ch]) > 0.0:
+        p1 += 1
+    top = 0.0
+    for i in range(a, p1 + 1):
+        top = max(top, 0.5 * s * (xs[i + 1, ch] - xs[i - 1, ch]))
+    return top
+
+
+@njit(**JIT)
+def _earlier_phase(xs, ch, j, r0, s, n, n_look, noise_min):
+    """From row ``j`` (where a walk of the other sign stopped) back to the extremum of an
+    earlier movement of sign ``s``, ``k`` (at most ``n_look`` rows back: the walk stopped
+    at or just before it), then down that movement's rise to its foot ``k2``, steep next
+    to the noise and to its own steepest slope ``top``. Returns (k, k2, top); ``k2 == k``
+    when nothing rises steeply before ``k`` (the foot of the response, or a drift going
+    on the same way)."""
+    k = j
+    while k > max(r0, j - n_look) and s * (xs[k - 1, ch] - xs[k, ch]) > 0.0:
+        k -= 1
+    top = 0.0
+    k2 = k
+    while k2 - n >= r0 and _falls_back(xs, ch, k2, r0, s, n, n_look,
+                                       max(noise_min, ONSET_STEEP_FRAC * top * n)):
+        top = max(top, 0.5 * s * (xs[k2, ch] - xs[k2 - n, ch]))
+        k2 -= 1
+    return k, k2, top
 
 
 @njit(**JIT)
@@ -648,6 +727,9 @@ def _find_onsets(xs, st, w, prm, mep, bgv, rows, amb):
     for ch in range(n_ch):
         if mep[ch] and (anchor[ch] < 0 or anchor[ch] > pk[ch]):
             anchor[ch] = pk[ch]
+        if mep[ch]:
+            # ... and on the MEP's steep rise, not on a level a drifting baseline reached
+            anchor[ch] = min(max(anchor[ch], _slope_anchor(xs, ch, r0, r1), r0 + 1), r1 - 2)
     _scan_hodges(xs, st, mep, lb, pk, r0, r1, nb, n_win, floor_uv, ons)
     _scan_tkeo(xs, st, mep, lb, pk, r0, r1, nb, floor_uv, ons)
     method = int(prm[P_ONSET_METHOD])
@@ -656,31 +738,42 @@ def _find_onsets(xs, st, w, prm, mep, bgv, rows, amb):
         if not mep[ch]:
             continue
         a = anchor[ch]
-        sign = 1.0 if xs[a, ch] > lb[ch] else -1.0
+        dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
+        j, top, sign = _onset_threshold(xs, ch, a, r0, r1, thr[ch], dnoise, n_look)
+        ons[ONSET_THRESHOLD, ch] = j
         # the crossing: the first row of the anchor's excursion beyond the threshold
         c = a
         while c > r0 and sign * (xs[c - 1, ch] - lb[ch]) >= thr[ch]:
             c -= 1
-        dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
-        ons[ONSET_THRESHOLD, ch] = _onset_threshold(xs, ch, a, r0, lb[ch], thr[ch], dnoise,
-                                                    n_look)
         ons[ONSET_SLOPE, ch] = _onset_slope(xs, ch, c, int(ons[ONSET_THRESHOLD, ch]),
                                             min(pk[ch], r1 - 2), r0, lb[ch], sign)
         chosen = ons[method, ch]
         if chosen < 0.0:
             amb[ch] = True
             continue
+        # a method's onset before the threshold onset, from which the signal moves on
+        # average more slowly than ONSET_STEEP_FRAC x the MEP's steepest slope, lies on a
+        # slow deviation before the MEP: it does not count against the others
+        n_found = 0
         for m in range(N_ONSET):
-            srt[m] = ons[m, ch]
-        srt.sort()
-        k0 = 0
-        while srt[k0] < 0.0:
-            k0 += 1
-        n_found = N_ONSET - k0
-        mid = k0 + n_found // 2
-        med = srt[mid] if n_found % 2 == 1 else 0.5 * (srt[mid - 1] + srt[mid])
+            o = ons[m, ch]
+            if o < 0.0:
+                continue
+            if m != ONSET_THRESHOLD and o < j and (
+                    abs(xs[int(j), ch] - xs[int(o), ch]) < ONSET_STEEP_FRAC * top * (j - int(o))):
+                continue
+            srt[n_found] = o
+            n_found += 1
+        med = chosen
+        if n_found > 0:
+            srt[:n_found].sort()
+            mid = n_found // 2
+            med = srt[mid] if n_found % 2 == 1 else 0.5 * (srt[mid - 1] + srt[mid])
         rows[ch] = chosen
-        amb[ch] = chosen <= r0 or abs(chosen - med) * dt_ms > ONSET_AGREE_MS
+        # ... and when the response's largest deviation is not after the onset (the window
+        # began inside something larger than the rise found: an artifact recovering)
+        amb[ch] = chosen <= r0 or abs(chosen - med) * dt_ms > ONSET_AGREE_MS or (
+            chosen >= pk[ch])
 
 
 @njit(**JIT)

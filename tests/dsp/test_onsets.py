@@ -148,3 +148,31 @@ def test_no_mep_no_onset_no_flag():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="onset_method"):
         Params(onset_method="visual")
+
+
+def big_tail(level_at_15ms_uv, tau_ms):
+    """An artifact recovery as large as on real recordings (tens of µV at 15 ms)."""
+    y = np.zeros(N)
+    after = T_MS >= 0
+    y[after] = level_at_15ms_uv * np.exp(-(T_MS[after] - 15.0) / tau_ms)
+    return y
+
+
+@pytest.mark.parametrize("tail_sign", [1, -1])
+def test_large_artifact_recovery_before_the_mep(tail_sign):
+    """A recovery of 30 x RMS at 15 ms (tau 8 ms), either way relative to a 1 mV MEP starting
+    at 19 ms: it drifts by tens of µV through the window's start but is far from steep next
+    to the MEP: the onset is at the MEP's foot, not on the drift."""
+    xs = np.stack([make(1000.0, seed=s, onset_ms=19.0) + big_tail(tail_sign * 30 * 3.0, 8.0)
+                   for s in range(6)])
+    lat, amb = measure(xs)
+    assert np.all(np.abs(lat - 19.0) <= 0.6), lat - 19.0
+    assert not amb.any()
+
+
+def test_response_that_is_mostly_an_artifact_recovery_is_flagged():
+    """A recovery larger than a small MEP: the response's largest deviation is at the
+    window's start, not after the onset: whatever onset is found, it is flagged."""
+    xs = np.stack([make(120.0, seed=s, onset_ms=26.0) + big_tail(-150.0, 6.0) for s in range(4)])
+    lat, amb = measure(xs)
+    assert amb.all(), lat
