@@ -157,7 +157,8 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
     # threshold: back from the anchor while the signal falls steeply, next to the noise
     # (over 2 samples, or on average over up to 0.6 ms more) and next to the phase's
     # steepest slope (a tenth of it); over the turn of an earlier phase of the other sign
-    # if that phase is steep (a fifth of the later one's slope) and large (the threshold)
+    # if that phase moves by the threshold and is steep (a fifth of the later one's slope)
+    # or large (0.3 x the peak)
     n = 2
     noise_min = max(0.5 * dnoise * n, 1e-3 * thr)
     look = int(round(0.6 / dt))
@@ -191,13 +192,38 @@ def onset_rows(x, *, dt, r0, r1, pk, a1, lo, b0, b1, bg, params):
         if turn - n < r0:
             j = r0
             break
-        foot, top2 = turn, 0.0
-        while steep(foot, -sign, top2):
-            top2 = max(top2, -sign * (x[foot] - x[foot - n]) / 2)
-            foot -= 1
+        def rise(start):
+            foot, top2 = start, 0.0
+            while steep(foot, -sign, top2):
+                top2 = max(top2, -sign * (x[foot] - x[foot - n]) / 2)
+                foot -= 1
+            return foot, top2
+
+        foot, top2 = rise(turn)
+        # a turn standing 0.3 x the peak or more beyond the baseline (other side) may be the
+        # flat top of an earlier phase: back over the top (while the signal stays beyond
+        # half the turn's level) to the first rise that climbs half that level; a rise that
+        # does not is a wiggle on the top, passed over
+        level = -sign * dev[turn]
+        big = level >= 0.3 * peak_abs
+        if big:
+            start = turn
+            from_turn = foot, top2
+            while -sign * (x[start] - x[foot]) < 0.5 * level:
+                start = min(foot, start - 1)
+                if start - n < r0 or -sign * dev[start] < 0.5 * level:
+                    # none: not a phase, unless the movement from the turn runs into
+                    # the window's start (the response may have begun before it)
+                    foot, top2 = from_turn if from_turn[0] - n < r0 else (turn, 0.0)
+                    big = False
+                    break
+                foot, top2 = rise(start)
         if foot == turn:  # nothing rises steeply before it: the foot of the response
             break
-        if top2 < 0.2 * top or -sign * (x[turn] - x[foot]) < thr:
+        # a phase of the MEP: it moves by the threshold, and is steep (a fifth of the later
+        # phase's slope) or, rising to a top found as above, large (0.3 x the peak)
+        moved = -sign * (x[turn] - x[foot])
+        if moved < thr or (top2 < 0.2 * top and not (big and moved >= 0.3 * peak_abs)):
             break
         j, sign, top = foot, -sign, top2
     if j < r0 + n:  # the walk ran into the window's start

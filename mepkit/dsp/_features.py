@@ -80,9 +80,13 @@ ONSET_LOOK_MS = 0.6
 #: recovering, tens of µV) may be steep next to the noise but not next to the MEP.
 ONSET_STEEP_FRAC = 0.1
 #: An earlier movement of the other sign is a phase of the MEP (the walk goes on over it)
-#: when its steepest slope reaches this fraction of the later phase's, and it moves by
-#: more than the crossing threshold; otherwise the onset is at its turn.
+#: when it moves by more than the crossing threshold and its steepest slope reaches this
+#: fraction of the later phase's; otherwise the onset is at its turn ...
 ONSET_PHASE_FRAC = 0.2
+#: ... unless it is large: its turn stands this fraction of the MEP's peak |deviation| or
+#: more from the baseline, and it rises (found back over a flat top) by as much. A slow
+#: first phase of a polyphasic MEP is hundreds of µV; an artifact recovery tens.
+ONSET_PHASE_SIZE = 0.3
 #: The anchor is also no earlier than the first sample whose slope reaches this fraction
 #: of the response's steepest slope (a level reached by a drifting baseline is not).
 ONSET_ANCHOR_SLOPE = 0.5
@@ -519,7 +523,7 @@ def trial_advance(ep, row0, upto, w, st, xs, dt_ms, basis, dkey, lower, xtx, lp_
 
 
 @njit(**JIT)
-def _onset_threshold(xs, ch, a, r0, r1, thr, dnoise, n_look):
+def _onset_threshold(xs, ch, a, r0, r1, thr, dnoise, n_look, peak, lb):
     """Walk back from the anchor ``a`` (on the MEP's rising edge) to the start of the rise;
     returns (onset row, the anchor phase's steepest slope per row, the phase's sign).
 
@@ -527,8 +531,9 @@ def _onset_threshold(xs, ch, a, r0, r1, thr, dnoise, n_look):
     background RMS of one-sample differences (``dnoise``) per sample and ONSET_STEEP_FRAC x
     the steepest slope of the phase, over ONSET_SLOPE_N samples, or on average over up to
     ONSET_LOOK_MS more. Where it stops it is at the foot of the response (the onset) or
-    at the turn of an earlier movement of the other sign: a phase of the MEP if steep and
-    large enough (:func:`_earlier_phase`; the walk goes on to its foot), else the onset
+    at the turn of an earlier movement of the other sign: a phase of the MEP if it moves by
+    ``thr`` and is steep (ONSET_PHASE_FRAC) or large next to the MEP's ``peak``
+    (ONSET_PHASE_SIZE; :func:`_earlier_phase`; the walk goes on to its foot), else the onset
     (a slow drift turning). A drift before the MEP is not steep next to the MEP, so the
     walk stops at its edge whatever its level or direction."""
     n = ONSET_SLOPE_N
@@ -543,13 +548,16 @@ def _onset_threshold(xs, ch, a, r0, r1, thr, dnoise, n_look):
             top = max(top, 0.5 * s * (xs[j, ch] - xs[j - n, ch]))
             j -= 1
             continue
-        k, k2, top2 = _earlier_phase(xs, ch, j, r0, -s, n, n_look, noise_min)
+        k, k2, top2, big = _earlier_phase(xs, ch, j, r0, -s, n, n_look, noise_min, lb,
+                                          ONSET_PHASE_SIZE * peak)
         if k - n < r0:  # at the window's start: the response may have begun before it
             j = r0
             break
         if k2 == k:  # nothing steep before: the foot
             break
-        if top2 < ONSET_PHASE_FRAC * top or -s * (xs[k, ch] - xs[k2, ch]) < thr:
+        rise2 = -s * (xs[k, ch] - xs[k2, ch])
+        if rise2 < thr or (top2 < ONSET_PHASE_FRAC * top
+                           and not (big and rise2 >= ONSET_PHASE_SIZE * peak)):
             break  # a slow or small movement turning into the MEP: the onset is here
         j = k2
         s = -s
@@ -600,23 +608,43 @@ def _phase_slope(xs, ch, a, r1, s):
 
 
 @njit(**JIT)
-def _earlier_phase(xs, ch, j, r0, s, n, n_look, noise_min):
+def _earlier_phase(xs, ch, j, r0, s, n, n_look, noise_min, lb, level):
     """From row ``j`` (where a walk of the other sign stopped) back to the extremum of an
     earlier movement of sign ``s``, ``k`` (at most ``n_look`` rows back: the walk stopped
     at or just before it), then down that movement's rise to its foot ``k2``, steep next
-    to the noise and to its own steepest slope ``top``. Returns (k, k2, top); ``k2 == k``
-    when nothing rises steeply before ``k`` (the foot of the response, or a drift going
-    on the same way)."""
+    to the noise and to its own steepest slope ``top``. Where the signal at ``k`` stands
+    ``level`` or more from ``lb`` on the side of ``s``, the movement may have a flat top:
+    its rise (climbing half that level) is then sought back over the top, while the signal
+    stays beyond half its level at ``k``; none found: no phase, unless the movement from
+    ``k`` runs into the window's start. Returns (k, k2, top, whether the turn stands
+    ``level`` or more from ``lb``); ``k2 == k`` when nothing rises steeply before ``k`` (the
+    foot of the response, or a drift going on the same way)."""
     k = j
     while k > max(r0, j - n_look) and s * (xs[k - 1, ch] - xs[k, ch]) > 0.0:
         k -= 1
-    top = 0.0
-    k2 = k
-    while k2 - n >= r0 and _falls_back(xs, ch, k2, r0, s, n, n_look,
-                                       max(noise_min, ONSET_STEEP_FRAC * top * n)):
-        top = max(top, 0.5 * s * (xs[k2, ch] - xs[k2 - n, ch]))
-        k2 -= 1
-    return k, k2, top
+    lev = s * (xs[k, ch] - lb)
+    k1 = k
+    k2f = k
+    topf = 0.0
+    while True:
+        top = 0.0
+        k2 = k1
+        while k2 - n >= r0 and _falls_back(xs, ch, k2, r0, s, n, n_look,
+                                           max(noise_min, ONSET_STEEP_FRAC * top * n)):
+            top = max(top, 0.5 * s * (xs[k2, ch] - xs[k2 - n, ch]))
+            k2 -= 1
+        if k1 == k:
+            k2f = k2
+            topf = top
+        if lev < level or s * (xs[k1, ch] - xs[k2, ch]) >= 0.5 * lev:
+            break
+        # a wiggle on a flat top: go on back over the top for its rise
+        k1 = min(k2, k1 - 1)
+        if k1 - n < r0 or s * (xs[k1, ch] - lb) < 0.5 * lev:
+            if k2f - n < r0:  # the movement from k runs into the window's start
+                return k, k2f, topf, False
+            return k, k, 0.0, False  # no rise to the top: not a phase
+    return k, k2, top, lev >= level
 
 
 @njit(**JIT)
@@ -739,7 +767,8 @@ def _find_onsets(xs, st, w, prm, mep, bgv, rows, amb):
             continue
         a = anchor[ch]
         dnoise = math.sqrt(st[S_BGD2, ch] / (nb - 1)) if nb > 1 else 0.0
-        j, top, sign = _onset_threshold(xs, ch, a, r0, r1, thr[ch], dnoise, n_look)
+        j, top, sign = _onset_threshold(xs, ch, a, r0, r1, thr[ch], dnoise, n_look,
+                                        st[S_PEAK, ch], lb[ch])
         ons[ONSET_THRESHOLD, ch] = j
         # the crossing: the first row of the anchor's excursion beyond the threshold
         c = a

@@ -176,3 +176,18 @@ def test_response_that_is_mostly_an_artifact_recovery_is_flagged():
     xs = np.stack([make(120.0, seed=s, onset_ms=26.0) + big_tail(-150.0, 6.0) for s in range(4)])
     lat, amb = measure(xs)
     assert amb.all(), lat
+
+
+def test_slow_flat_topped_first_phase_is_part_of_the_mep():
+    # the virtual subject's channel whose MEPs begin with a phase slower than the second,
+    # with a flat, noisy top longer than the walk looks over: the walk stopped at its top,
+    # 4-6 ms late, until a large earlier phase counted whatever its slope
+    shape = {"lobe_amplitudes": (0.88, 1.18, 0.37), "lobe_durations": (1.09, 1.15, 1.20)}
+    xs = np.zeros((40, N))
+    k = int(np.searchsorted(T_MS, ONSET_MS - 1e-9))
+    for s in range(40):
+        w = mep_waveform(FS, 300.0, shape=shape, rng=s)
+        xs[s] = np.random.default_rng(s).normal(0.0, 4.0, N)
+        xs[s, k:k + w.size] += w
+    lat, _ = measure(xs)
+    assert np.all(np.abs(lat - ONSET_MS) <= 1.0)
