@@ -380,8 +380,6 @@ class LiveSession:
         #: Stream index at which the EMG stream came back after an outage, until the gap
         #: it left is found (-1: none pending).
         self._back_at = -1
-        #: EMG samples received so far (the stream index of the next one).
-        self._n_received = 0
         self._last_flush = self._last_full_gc = 0.0
         # the Pipeline, built in the background (`_build_pipeline`), and what arrived before
         self._warm: threading.Thread | None = None
@@ -854,8 +852,7 @@ class LiveSession:
         import pylsl
 
         if back:  # the stream came back after an outage: the gap it left is an outage
-            self._back_at = self._n_received
-        self._n_received += ts.shape[0]
+            self._back_at = self.emg.n_samples - ts.shape[0]  # stream index of this chunk
         if self.pipeline is None:  # still loading the kernels
             self._backlog.append((data.copy(), ts))
         else:
