@@ -73,6 +73,14 @@ _MAX_PUSH_S = 0.05  # a backlog is pushed in pieces of at most this
 _N_LAG = 1 << 16
 
 
+def _acquisition(desc, model: str):
+    """The ``acquisition`` element of a stream description: mepkit's virtual ``model``."""
+    acq = desc.append_child("acquisition")
+    acq.append_child_value("manufacturer", "mepkit")
+    acq.append_child_value("model", model)
+    return acq
+
+
 class SimulatedAmplifier:
     """The virtual subject's EMG and markers as live LSL streams.
 
@@ -258,10 +266,7 @@ class SimulatedAmplifier:
         info = pylsl.StreamInfo(self.name, "EMG", len(self.channels), self.sfreq_hz,
                                 pylsl.cf_float32, self.source_id)
         desc = info.desc()
-        acq = desc.append_child("acquisition")
-        acq.append_child_value("manufacturer", "mepkit")
-        acq.append_child_value("model", "virtual subject")
-        acq.append_child_value("serial_number", self.source_id)
+        _acquisition(desc, "virtual subject").append_child_value("serial_number", self.source_id)
         chs = desc.append_child("channels")
         for label in self.channels:
             ch = chs.append_child("channel")
@@ -276,9 +281,7 @@ class SimulatedAmplifier:
             minfo = pylsl.StreamInfo(self.marker_name, "Markers", 1, pylsl.IRREGULAR_RATE,
                                      pylsl.cf_string, self.marker_source_id)
             mdesc = minfo.desc()
-            macq = mdesc.append_child("acquisition")
-            macq.append_child_value("manufacturer", "mepkit")
-            macq.append_child_value("model", "virtual stimulator")
+            _acquisition(mdesc, "virtual stimulator")
             mdesc.append_child_value("emg_source_id", self.source_id)
             self._marker_outlet = pylsl.StreamOutlet(minfo)
         if self.navigation:
@@ -286,9 +289,7 @@ class SimulatedAmplifier:
                                      self.navigation_rate_hz, pylsl.cf_double64,
                                      self.navigation_source_id)
             nd = ninfo.desc()
-            nacq = nd.append_child("acquisition")
-            nacq.append_child_value("manufacturer", "mepkit")
-            nacq.append_child_value("model", "virtual neuronavigation")
+            _acquisition(nd, "virtual neuronavigation")
             nd.append_child_value("emg_source_id", self.source_id)
             nch = nd.append_child("channels")
             for label in ("x_mm", "y_mm", "z_mm", "qw", "qx", "qy", "qz"):
@@ -486,10 +487,10 @@ class SimulatedAmplifier:
         if hemisphere not in HEMISPHERES:
             raise ValueError(f"hemisphere must be one of {HEMISPHERES}, got {hemisphere!r}")
         self._check_error()
-        if self.navigation and x_mm is not None and y_mm is not None:
-            import pylsl
+        import pylsl
 
-            now = pylsl.local_clock()
+        now = pylsl.local_clock()
+        if self.navigation and x_mm is not None and y_mm is not None:
             with self._lock:
                 cx, cy, _ = self.coil_position(now)
             if not (cx == float(x_mm) and cy == float(y_mm)):
@@ -497,12 +498,8 @@ class SimulatedAmplifier:
                 moved = self.move_coil(x_mm, y_mm)
                 settle = moved + 1.5 / self.navigation_rate_hz + self.navigation_delay_s
                 at_s = settle if at_s is None else max(float(at_s), settle)
-        if at_s is None:
-            import pylsl
-
-            at_s = pylsl.local_clock()
         with self._lock:
-            k = self._sample_at_locked(at_s)
+            k = self._sample_at_locked(now if at_s is None else at_s)
             return self._fire_locked(k, intensity, x_mm, y_mm, hemisphere, meta)
 
     def _sample_at_locked(self, at_s: float | None) -> int:
