@@ -101,12 +101,10 @@ def trial_columns(trials: Sequence[Trial], file: str = "", *, live: bool = False
     reps = np.asarray(n_ch, dtype=np.int64)
     for key in per_trial:
         cols[key] = np.repeat(np.asarray(cols[key], dtype=np.float64), reps)
-    for key, dtype in ((k, np.float64) for k in FEATURES):
-        cols[key] = (np.concatenate(cols[key]).astype(dtype, copy=False) if cols[key]
-                     else np.zeros(0, dtype))
-    for key in ("onset_ambiguous", "detected"):
-        cols[key] = (np.concatenate(cols[key]).astype(bool, copy=False) if cols[key]
-                     else np.zeros(0, bool))
+    for keys, dtype in ((FEATURES, np.float64), (("onset_ambiguous", "detected"), bool)):
+        for key in keys:
+            cols[key] = (np.concatenate(cols[key]).astype(dtype, copy=False) if cols[key]
+                         else np.zeros(0, dtype))
     cols["rejected"] = np.array([bool(r) for r in cols["reject_reason"]], dtype=bool)
     return cols
 
